@@ -1,0 +1,35 @@
+# The two commands of README.md. Each does all of its own set-up on a fresh machine and is
+# idempotent: a second run only re-checks what is already there.
+#   make demo   the embedded pipeline on the bundled sample
+#   make test   the whole test suite (what .ci/run calls)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test setup test-deps lint clean
+
+demo: setup
+	$(BIN)/facestream demo
+
+test: setup test-deps
+	$(BIN)/ruff check src services schemas tests load-tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+	$(BIN)/facestream models fetch >/dev/null
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# Everything the tests need beyond Python packages: each script is idempotent and caches.
+test-deps:
+	scripts/kafka.sh fetch
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -1,0 +1,1 @@
+"""Versioned Avro schemas, one subject per topic; see README.md in this directory."""

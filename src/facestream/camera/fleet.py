@@ -1,0 +1,96 @@
+"""The cameras one sampler replica runs, driven by the compacted `cameras` topic.
+
+Cameras are spread over sampler replicas by Kafka's consumer-group protocol: every
+replica joins one group on `cameras`, and a replica runs exactly the cameras whose configs
+sit in the partitions assigned to it. Adding a replica rebalances the partitions, and with
+them the cameras; no coordinator of our own is involved. The topic is never committed: on
+every assignment a replica reads its partitions from the start, so it always sees the
+latest config of each camera (compaction keeps one per key; an empty value removes one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder, Publish
+from facestream.camera.sources import open_source
+from facestream.camera.spec import CameraSpec
+from facestream.runtime import metrics
+from facestream.settings import SamplerSettings
+from facestream.transport.base import TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class CameraFleet:
+    def __init__(self, settings: SamplerSettings, publish: Publish) -> None:
+        self._settings = settings
+        self._publish = publish
+        self._encoder = FrameEncoder(settings.jpeg_quality, settings.max_frame_width)
+        self._backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
+        self._workers: dict[str, CameraWorker] = {}
+        self._partition_of: dict[str, TopicPartition] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return sorted(self._workers)
+
+    def apply(self, camera_id: str, spec: CameraSpec | None, partition: TopicPartition) -> None:
+        """A config record: start, restart (changed config) or stop (tombstone/disabled) a camera."""
+        with self._lock:
+            current = self._workers.get(camera_id)
+            if current is not None and spec is not None and current.spec == spec:
+                self._partition_of[camera_id] = partition
+                return
+            if current is not None:
+                self._stop(camera_id)
+            if spec is None or not spec.enabled:
+                return
+            worker = CameraWorker(
+                spec,
+                open_source(
+                    spec,
+                    default_fps=self._settings.fps,
+                    realtime_files=self._settings.realtime_files,
+                    loop_files=self._settings.loop_files,
+                    stall_timeout_s=self._settings.stall_timeout_s,
+                ),
+                self._encoder,
+                self._publish,
+                self._backoff,
+            )
+            self._workers[camera_id] = worker
+            self._partition_of[camera_id] = partition
+            worker.start()
+            log.info("camera %s started (%s)", camera_id, spec.redacted_url)
+            metrics.CAMERAS_ASSIGNED.set(len(self._workers))
+
+    def revoke(self, partitions: Iterable[TopicPartition]) -> None:
+        """Stop the cameras of partitions this replica no longer owns."""
+        gone = set(partitions)
+        with self._lock:
+            for camera_id in [c for c, p in self._partition_of.items() if p in gone]:
+                self._stop(camera_id)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for camera_id in list(self._workers):
+                self._stop(camera_id)
+
+    def refresh_metrics(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.monitor.refresh_age()
+
+    def _stop(self, camera_id: str) -> None:
+        worker = self._workers.pop(camera_id)
+        self._partition_of.pop(camera_id, None)
+        worker.stop()
+        metrics.forget_camera(camera_id)
+        metrics.CAMERAS_ASSIGNED.set(len(self._workers))
+        log.info("camera %s stopped", camera_id)

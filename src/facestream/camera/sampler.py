@@ -1,0 +1,183 @@
+"""Sampling cameras into frames: encoding, per-camera health, and one worker thread per camera.
+
+One thread per camera keeps a stalled or reconnecting camera from delaying any other:
+OpenCV releases the GIL while it decodes and encodes, so the threads run in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facestream.camera.sources import Captured, FrameSource
+from facestream.camera.spec import CameraSpec
+from facestream.errors import CameraError
+from facestream.imaging import encode_jpeg
+from facestream.messages import Frame, FrameRef
+from facestream.runtime import metrics
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Frame], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEncoder:
+    """Downscale wide frames, JPEG-encode, and stamp the frame's reference."""
+
+    jpeg_quality: int = 85
+    max_width: int = 1920
+
+    def frame(self, spec: CameraSpec, captured: Captured) -> Frame:
+        image = captured.image
+        if image.shape[1] > self.max_width:
+            scale = self.max_width / image.shape[1]
+            size = (self.max_width, max(1, round(image.shape[0] * scale)))
+            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        ref = FrameRef(
+            camera_id=spec.camera_id,
+            frame_id=f"{spec.camera_id}@{captured.captured_at_ms}",
+            captured_at_ms=captured.captured_at_ms,
+            source=spec.redacted_url,
+        )
+        return Frame(ref, int(image.shape[1]), int(image.shape[0]), encode_jpeg(image, self.jpeg_quality))
+
+
+class CameraMonitor:
+    """Per-camera health: achieved fps, last frame age, frozen and black picture detection.
+
+    Frozen = the last `window` frames are (almost) pixel-identical; black = their mean
+    brightness is near zero. Both are common failures of city cameras that still "stream".
+    """
+
+    def __init__(self, camera_id: str, window: int = 10) -> None:
+        self.camera_id = camera_id
+        self._times: deque[float] = deque(maxlen=30)
+        self._diffs: deque[float] = deque(maxlen=window)
+        self._brightness: deque[float] = deque(maxlen=window)
+        self._previous: np.ndarray | None = None
+        self.last_frame_at: float | None = None
+
+    def observe(self, image: np.ndarray) -> None:
+        now = time.monotonic()
+        self.last_frame_at = now
+        self._times.append(now)
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
+        small = small.astype(np.float32)
+        if self._previous is not None:
+            self._diffs.append(float(np.abs(small - self._previous).mean()))
+        self._previous = small
+        self._brightness.append(float(small.mean()))
+        labels = self.camera_id
+        metrics.CAMERA_UP.labels(labels).set(1)
+        metrics.CAMERA_FPS.labels(labels).set(self.fps)
+        metrics.CAMERA_FROZEN.labels(labels).set(1 if self.frozen else 0)
+        metrics.CAMERA_BLACK.labels(labels).set(1 if self.black else 0)
+
+    @property
+    def fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    @property
+    def frozen(self) -> bool:
+        return len(self._diffs) == self._diffs.maxlen and max(self._diffs) < 0.5
+
+    @property
+    def black(self) -> bool:
+        return len(self._brightness) == self._brightness.maxlen and max(self._brightness) < 8.0
+
+    def refresh_age(self) -> None:
+        if self.last_frame_at is not None:
+            metrics.CAMERA_LAST_FRAME_AGE.labels(self.camera_id).set(time.monotonic() - self.last_frame_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial_s: float = 1.0
+    max_s: float = 60.0
+
+    def delays(self) -> Callable[[], float]:
+        state = {"next": self.initial_s}
+
+        def next_delay() -> float:
+            delay = state["next"]
+            state["next"] = min(delay * 2, self.max_s)
+            return delay
+
+        return next_delay
+
+
+class CameraWorker:
+    """Opens, samples and publishes one camera until stopped; reconnects with backoff."""
+
+    def __init__(
+        self,
+        spec: CameraSpec,
+        source: FrameSource,
+        encoder: FrameEncoder,
+        publish: Publish,
+        backoff: Backoff,
+    ) -> None:
+        self.spec = spec
+        self.monitor = CameraMonitor(spec.camera_id)
+        self._source = source
+        self._encoder = encoder
+        self._publish = publish
+        self._backoff = backoff
+        self._stop = threading.Event()
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self.run, name=f"camera-{spec.camera_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        next_delay = self._backoff.delays()
+        first = True
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not first:
+                        metrics.CAMERA_RECONNECTS.labels(self.spec.camera_id).inc()
+                    first = False
+                    self._source.open()
+                    next_delay = self._backoff.delays()
+                    if self._pump():
+                        return  # a finite source ended
+                except CameraError as exc:
+                    metrics.CAMERA_UP.labels(self.spec.camera_id).set(0)
+                    delay = next_delay()
+                    log.warning("camera %s: %s; reconnecting in %.0fs", self.spec.camera_id, exc, delay)
+                    self._stop.wait(delay)
+                finally:
+                    self._source.close()
+        finally:
+            self.finished.set()
+
+    def _pump(self) -> bool:
+        """Publish frames until stopped (False) or the source ends (True)."""
+        while not self._stop.is_set():
+            captured = self._source.read()
+            if captured is None:
+                metrics.CAMERA_UP.labels(self.spec.camera_id).set(0)
+                return True
+            self.monitor.observe(captured.image)
+            frame = self._encoder.frame(self.spec, captured)
+            self._publish(frame)
+            metrics.FRAMES_PUBLISHED.labels(self.spec.camera_id).inc()
+            metrics.FRAME_BYTES.observe(len(frame.jpeg))
+        return False

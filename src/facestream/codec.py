@@ -1,0 +1,272 @@
+"""Wire format: every topic's messages are Avro records behind a 5-byte schema header.
+
+The header is Confluent's wire format (magic byte 0, then a big-endian schema id), with
+ids fixed in schemas/index.json rather than handed out by a registry, so any Avro
+consumer can read the topics with the .avsc files alone. Frames carry raw JPEG bytes.
+
+Decoding checks what the schema cannot: vector length and finiteness, crop sizes. A
+message that fails raises `InvalidMessage`, which sends it to the stage's dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+import fastavro
+import numpy as np
+
+from facestream.errors import InvalidMessage
+from facestream.messages import (
+    ALIGNED_BYTES,
+    BBox,
+    Candidate,
+    Embedding,
+    Face,
+    Frame,
+    FrameRef,
+    Hit,
+    Quality,
+)
+
+MAGIC = 0
+HEADER = struct.Struct(">bI")
+T = TypeVar("T")
+Record = dict[str, Any]
+
+
+@cache
+def schema_index() -> dict[int, str]:
+    text = (resources.files("facestream.schemas") / "index.json").read_text()
+    return {int(k): v for k, v in json.loads(text)["schemas"].items()}
+
+
+@cache
+def load_schema(path: str) -> Any:
+    text = (resources.files("facestream.schemas") / path).read_text()
+    return fastavro.parse_schema(json.loads(text))
+
+
+def schema_id_of(path: str) -> int:
+    for schema_id, candidate in schema_index().items():
+        if candidate == path:
+            return schema_id
+    raise KeyError(path)
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How one message type maps to its subject's current schema and back."""
+
+    subject: str
+    version: int
+    to_record: Callable[[T], Record]
+    from_record: Callable[[Record], T]
+
+    @property
+    def path(self) -> str:
+        return f"{self.subject}/v{self.version}.avsc"
+
+    def encode(self, message: T) -> bytes:
+        out = io.BytesIO()
+        out.write(HEADER.pack(MAGIC, schema_id_of(self.path)))
+        fastavro.schemaless_writer(out, load_schema(self.path), self.to_record(message))
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> T:
+        """Read any known version of this subject into the current message type."""
+        if len(data) < HEADER.size:
+            raise InvalidMessage("truncated", f"{len(data)} bytes is shorter than the header")
+        magic, schema_id = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise InvalidMessage("bad_magic", f"magic byte {magic}")
+        writer_path = schema_index().get(schema_id)
+        if writer_path is None or not writer_path.startswith(self.subject + "/"):
+            raise InvalidMessage("unknown_schema", f"schema id {schema_id} is not a {self.subject} schema")
+        body = io.BytesIO(data[HEADER.size :])
+        try:
+            record = fastavro.schemaless_reader(body, load_schema(writer_path), load_schema(self.path))
+        except Exception as exc:  # fastavro raises EOFError, ValueError, ... on bad bodies
+            raise InvalidMessage("undecodable", f"{type(exc).__name__}: {exc}") from exc
+        if body.read(1):
+            raise InvalidMessage("undecodable", "trailing bytes after the record")
+        try:
+            if not isinstance(record, dict):
+                raise InvalidMessage("undecodable", "body is not a record")
+            return self.from_record(record)
+        except InvalidMessage:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidMessage("invalid_fields", str(exc)) from exc
+
+
+def _ref_record(ref: FrameRef) -> Record:
+    return {
+        "camera_id": ref.camera_id,
+        "frame_id": ref.frame_id,
+        "captured_at_ms": ref.captured_at_ms,
+        "source": ref.source,
+    }
+
+
+def _ref(record: Record) -> FrameRef:
+    captured = record["captured_at_ms"]
+    if not isinstance(captured, int):  # fastavro may give a datetime for timestamp-millis
+        captured = int(captured.timestamp() * 1000)
+    return FrameRef(record["camera_id"], record["frame_id"], captured, record["source"])
+
+
+def _bbox_record(box: BBox) -> Record:
+    return {"x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2}
+
+
+def _bbox(record: Record) -> BBox:
+    values = [float(record[k]) for k in ("x1", "y1", "x2", "y2")]
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidMessage("invalid_fields", "bbox is not finite")
+    return BBox(*values)
+
+
+def _quality_record(q: Quality) -> Record:
+    return {"det_score": q.det_score, "size_px": q.size_px, "sharpness": q.sharpness, "yaw": q.yaw}
+
+
+def _quality(record: Record) -> Quality:
+    return Quality(
+        float(record["det_score"]),
+        float(record["size_px"]),
+        float(record["sharpness"]),
+        float(record["yaw"]),
+    )
+
+
+def _frame_record(frame: Frame) -> Record:
+    return {**_ref_record(frame.ref), "width": frame.width, "height": frame.height, "jpeg": frame.jpeg}
+
+
+def _frame(record: Record) -> Frame:
+    return Frame(_ref(record), int(record["width"]), int(record["height"]), bytes(record["jpeg"]))
+
+
+def _face_record(face: Face) -> Record:
+    return {
+        **_ref_record(face.ref),
+        "face_index": face.face_index,
+        "bbox": _bbox_record(face.bbox),
+        "landmarks": [c for point in face.landmarks for c in point],
+        "quality": _quality_record(face.quality),
+        "aligned": face.aligned,
+        "thumbnail_jpeg": face.thumbnail_jpeg,
+    }
+
+
+def _face(record: Record) -> Face:
+    aligned = bytes(record["aligned"])
+    if len(aligned) != ALIGNED_BYTES:
+        raise InvalidMessage("bad_crop", f"aligned crop has {len(aligned)} bytes, not {ALIGNED_BYTES}")
+    flat = [float(v) for v in record["landmarks"]]
+    landmarks = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2))
+    return Face(
+        _ref(record),
+        int(record["face_index"]),
+        _bbox(record["bbox"]),
+        landmarks,
+        _quality(record["quality"]),
+        aligned,
+        bytes(record["thumbnail_jpeg"]),
+    )
+
+
+def _embedding_record(e: Embedding) -> Record:
+    return {
+        **_ref_record(e.ref),
+        "face_index": e.face_index,
+        "bbox": _bbox_record(e.bbox),
+        "quality": _quality_record(e.quality),
+        "model_id": e.model_id,
+        "vector": e.vector.tolist(),
+        "thumbnail_jpeg": e.thumbnail_jpeg,
+    }
+
+
+def _embedding(record: Record) -> Embedding:
+    vector = np.asarray(record["vector"], dtype=np.float32)
+    if vector.ndim != 1 or vector.size == 0:
+        raise InvalidMessage("bad_vector", "vector is empty")
+    if not np.isfinite(vector).all():
+        raise InvalidMessage("bad_vector", "vector has NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if abs(norm - 1.0) > 1e-3:
+        raise InvalidMessage("bad_vector", f"vector is not unit length (norm {norm:.4f})")
+    return Embedding(
+        _ref(record),
+        int(record["face_index"]),
+        _bbox(record["bbox"]),
+        _quality(record["quality"]),
+        record["model_id"],
+        vector,
+        bytes(record["thumbnail_jpeg"]),
+    )
+
+
+def _hit_fields(h: Hit | Candidate) -> Record:
+    return {
+        **_ref_record(h.ref),
+        "face_index": h.face_index,
+        "bbox": _bbox_record(h.bbox),
+        "score": h.score,
+        "identity": h.identity,
+        "entry_id": h.entry_id,
+        "authorisation_id": h.authorisation_id,
+        "model_id": h.model_id,
+        "thumbnail_jpeg": h.thumbnail_jpeg,
+    }
+
+
+def _hit(record: Record) -> Hit:
+    return Hit(
+        _ref(record),
+        int(record["face_index"]),
+        _bbox(record["bbox"]),
+        float(record["score"]),
+        record["identity"],
+        record["entry_id"],
+        record["authorisation_id"],
+        record["model_id"],
+        bytes(record["thumbnail_jpeg"]),
+    )
+
+
+def _candidate_record(c: Candidate) -> Record:
+    return {"candidate_id": c.candidate_id, "episode_id": c.episode_id, **_hit_fields(c)}
+
+
+def _candidate(record: Record) -> Candidate:
+    hit = _hit(record)
+    return Candidate(
+        candidate_id=record["candidate_id"],
+        episode_id=record["episode_id"],
+        ref=hit.ref,
+        face_index=hit.face_index,
+        bbox=hit.bbox,
+        score=hit.score,
+        identity=hit.identity,
+        entry_id=hit.entry_id,
+        authorisation_id=hit.authorisation_id,
+        model_id=hit.model_id,
+        thumbnail_jpeg=hit.thumbnail_jpeg,
+    )
+
+
+FRAMES: Codec[Frame] = Codec("frames", 1, _frame_record, _frame)
+FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
+EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)
+HITS: Codec[Hit] = Codec("hits", 1, _hit_fields, _hit)
+MATCHES: Codec[Candidate] = Codec("matches", 1, _candidate_record, _candidate)

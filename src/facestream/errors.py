@@ -1,0 +1,48 @@
+"""One exception tree for the whole package, so callers can catch by meaning, not by origin."""
+
+from __future__ import annotations
+
+
+class FacestreamError(Exception):
+    """Root of every error facestream raises on purpose."""
+
+
+class ConfigError(FacestreamError):
+    """A setting, CLI argument or camera config is wrong; the message says which and why."""
+
+
+class InvalidMessage(FacestreamError):
+    """A message cannot be processed: it goes to the stage's dead-letter topic with `reason`.
+
+    `reason` is a short machine-readable token (for the DLQ header and the metric label);
+    the message text is the human explanation.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class DeliveryError(FacestreamError):
+    """The producer could not confirm delivery; the consumer must not commit."""
+
+
+class GalleryUnavailable(FacestreamError):
+    """The gallery (Milvus) cannot be reached; the matcher stops consuming until it returns."""
+
+
+class GalleryLocked(FacestreamError):
+    """A Milvus Lite gallery directory is owned by another process."""
+
+
+class EnrollmentRefused(FacestreamError):
+    """A photo cannot be enrolled (no usable face, ambiguous, unauthorised); nothing was stored."""
+
+
+class ModelError(FacestreamError):
+    """A model file is missing, fails its checksum, or does not have the expected layout."""
+
+
+class CameraError(FacestreamError):
+    """A camera source cannot be opened or read; the sampler retries it with backoff."""

@@ -1,0 +1,1 @@
+"""The watchlist gallery: Milvus storage and enrollment from photos."""

@@ -1,0 +1,134 @@
+"""Enrollment: photos of one identity → gallery entries, through the same face path as cameras.
+
+Each photo must show one clearly dominant, good-quality face. A photo with no usable face,
+or with a second comparable face (which one is the person?), is refused with a reason,
+and nothing of the request is stored: all photos are checked before any is enrolled.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facestream.errors import EnrollmentRefused
+from facestream.gallery.store import FOREVER_MS, Gallery, GalleryEntry
+from facestream.messages import stable_id
+from facestream.settings import GallerySettings
+from facestream.vision.embedder import FaceEmbedder
+from facestream.vision.faces import FaceFinder, FaceObservation
+from facestream.vision.models import sha256_of
+
+IDENTITY = re.compile(r"^[\w][\w .'\-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledPhoto:
+    photo: str
+    entry_id: str
+    det_score: float
+    size_px: float
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    identity: str
+    photos: tuple[EnrolledPhoto, ...]
+
+
+def check_identity(identity: str) -> str:
+    if not IDENTITY.match(identity):
+        raise EnrollmentRefused(f"identity {identity!r} must be 1-128 letters, digits, spaces, or . ' - _")
+    return identity
+
+
+class Enroller:
+    def __init__(
+        self, finder: FaceFinder, embedder: FaceEmbedder, gallery: Gallery, settings: GallerySettings
+    ) -> None:
+        self._finder = finder
+        self._embedder = embedder
+        self._gallery = gallery
+        self._settings = settings
+
+    def dominant_face(self, image: np.ndarray, name: str) -> FaceObservation:
+        """The photo's one clear face, or EnrollmentRefused saying why there is none."""
+        faces = self._finder.find(image)
+        usable = [
+            f
+            for f in faces
+            if f.usable
+            and f.quality.det_score >= self._settings.enroll_min_score
+            and f.quality.size_px >= self._settings.enroll_min_face_px
+        ]
+        if not usable:
+            seen = f"{len(faces)} face(s) found, none" if faces else "no face found, so none"
+            raise EnrollmentRefused(
+                f"{name}: {seen} good enough to enroll (needs detector score "
+                f">= {self._settings.enroll_min_score}, face >= {self._settings.enroll_min_face_px:.0f}px, "
+                "sharp and roughly frontal)"
+            )
+        usable.sort(key=lambda f: f.bbox.area, reverse=True)
+        dominant = usable[0]
+        rivals = [
+            f for f in usable[1:] if f.bbox.area >= self._settings.ambiguity_area_ratio * dominant.bbox.area
+        ]
+        if rivals:
+            raise EnrollmentRefused(
+                f"{name}: ambiguous, {1 + len(rivals)} comparable faces; crop the photo to the person"
+            )
+        return dominant
+
+    def enroll(
+        self,
+        identity: str,
+        photos: list[Path],
+        *,
+        authorisation_id: str = "",
+        valid_until_ms: int = FOREVER_MS,
+    ) -> Enrollment:
+        check_identity(identity)
+        if not photos:
+            raise EnrollmentRefused("at least one photo is needed")
+        chosen = []
+        for path in photos:
+            data = _read(path)
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise EnrollmentRefused(f"{path}: not a readable image")
+            chosen.append((path, sha256_of(data), self.dominant_face(image, str(path))))
+        vectors = self._embedder.embed(np.stack([face.aligned for _, _, face in chosen]))
+        now = int(time.time() * 1000)
+        entries = []
+        for _, digest, _ in chosen:
+            entry_id = stable_id("entry", identity, digest, self._embedder.model_id)
+            entries.append(
+                GalleryEntry(
+                    entry_id=entry_id,
+                    identity=identity,
+                    authorisation_id=authorisation_id,
+                    model_id=self._embedder.model_id,
+                    photo_id=digest[:32],
+                    enrolled_at_ms=now,
+                    valid_until_ms=valid_until_ms,
+                )
+            )
+        self._gallery.add(entries, vectors)
+        return Enrollment(
+            identity,
+            tuple(
+                EnrolledPhoto(str(p), e.entry_id, f.quality.det_score, f.quality.size_px)
+                for (p, _, f), e in zip(chosen, entries, strict=True)
+            ),
+        )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise EnrollmentRefused(f"{path}: {exc.strerror or exc}") from None

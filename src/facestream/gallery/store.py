@@ -1,0 +1,232 @@
+"""The watchlist gallery in Milvus: Milvus Lite in-process by default, a Milvus server by URI.
+
+Milvus Lite lets one process own a data directory; in Kafka mode with several matchers,
+run a Milvus server (or `milvus-lite server --data-dir ...`, which speaks the same gRPC
+protocol) and point every matcher and the enrollment CLI at its URI.
+
+Expiry is enforced at search time by a filter on `valid_until_ms`, not by Milvus' TTL
+(stored but not enforced by Lite), so an expired entry cannot match even before it is
+purged. Vectors of different models are never compared: the filter includes `model_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
+from facestream.settings import GallerySettings
+
+log = logging.getLogger(__name__)
+# pymilvus logs every failed RPC with a traceback; facestream reports failures itself.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+FOREVER_MS = 2**62
+_SAFE = re.compile(r"^[A-Za-z0-9_.@:\-]*$")
+
+
+def _quote(value: str) -> str:
+    """A string literal for a Milvus filter; ids are restricted so nothing can be injected."""
+    if not _SAFE.match(value):
+        raise ValueError(f"unsafe value in gallery filter: {value!r}")
+    return f'"{value}"'
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryEntry:
+    entry_id: str
+    identity: str
+    authorisation_id: str
+    model_id: str
+    photo_id: str
+    enrolled_at_ms: int
+    valid_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryHit:
+    entry_id: str
+    identity: str
+    authorisation_id: str
+    score: float
+
+
+_ENTRY_FIELDS = [
+    "entry_id",
+    "identity",
+    "authorisation_id",
+    "model_id",
+    "photo_id",
+    "enrolled_at_ms",
+    "valid_until_ms",
+]
+
+
+def is_server_uri(gallery: str) -> bool:
+    return gallery.startswith(("http://", "https://", "tcp://", "grpc://"))
+
+
+class Gallery:
+    """A thin, typed layer over one Milvus collection of watchlist vectors."""
+
+    def __init__(self, settings: GallerySettings, *, dim: int = 512) -> None:
+        self.settings = settings
+        self.dim = dim
+        self.collection = settings.collection
+        self._client = self._connect(settings)
+        self._ensure_collection()
+
+    @staticmethod
+    def _connect(settings: GallerySettings) -> MilvusClient:
+        token = settings.gallery_token.get_secret_value() if settings.gallery_token else ""
+        if is_server_uri(settings.gallery):
+            try:
+                return MilvusClient(uri=settings.gallery, token=token, timeout=10)
+            except MilvusException as exc:
+                raise GalleryUnavailable(f"cannot reach Milvus at {settings.gallery}: {exc}") from exc
+        directory = Path(settings.gallery)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            return MilvusClient(str(directory / "milvus.db"))
+        except MilvusException as exc:
+            raise GalleryLocked(
+                f"gallery {directory} is in use by another process (Milvus Lite allows one owner); "
+                "stop it, or run a Milvus server and use its URI"
+            ) from exc
+
+    def _ensure_collection(self) -> None:
+        if self._call(self._client.has_collection, self.collection):
+            # A reopened collection starts released; searching needs it loaded.
+            self._call(self._client.load_collection, self.collection)
+            return
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("entry_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("identity", DataType.VARCHAR, max_length=256)
+        schema.add_field("authorisation_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("model_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("photo_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("enrolled_at_ms", DataType.INT64)
+        schema.add_field("valid_until_ms", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self._client.prepare_index_params()
+        params: dict[str, Any] = (
+            {"M": 16, "efConstruction": 200} if self.settings.index_type == "HNSW" else {}
+        )
+        if self.settings.index_type == "IVF_FLAT":
+            params = {"nlist": 1024}
+        # Declared with the collection: building an index after loading many rows is slow
+        # and, on Milvus Lite, has failed outright (../shared/STACK.md).
+        index.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE", params=params)
+        self._call(self._client.create_collection, self.collection, schema=schema, index_params=index)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MilvusException as exc:
+            raise GalleryUnavailable(f"Milvus call {getattr(fn, '__name__', fn)} failed: {exc}") from exc
+
+    def add(self, entries: Sequence[GalleryEntry], vectors: npt.NDArray[np.float32]) -> None:
+        if len(entries) != len(vectors):
+            raise ValueError("one vector per entry")
+        rows = [
+            {**{f: getattr(e, f) for f in _ENTRY_FIELDS}, "vector": v.astype(np.float32).tolist()}
+            for e, v in zip(entries, vectors, strict=True)
+        ]
+        if rows:
+            self._call(self._client.upsert, self.collection, rows)
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        model_id: str,
+        threshold: float,
+        top_k: int,
+        now_ms: int | None = None,
+        authorisation_ids: Sequence[str] | None = None,
+    ) -> list[list[GalleryHit]]:
+        """Entries scoring at least `threshold`, best first, for each vector.
+
+        Only entries of the same model, not expired, and (when given) under one of
+        `authorisation_ids` can be returned: the filter runs inside Milvus.
+        """
+        if len(vectors) == 0:
+            return []
+        if authorisation_ids is not None and not authorisation_ids:
+            return [[] for _ in vectors]
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        clauses = [f"model_id == {_quote(model_id)}", f"valid_until_ms > {int(now_ms)}"]
+        if authorisation_ids is not None:
+            clauses.append(f"authorisation_id in [{', '.join(_quote(a) for a in authorisation_ids)}]")
+        results = self._call(
+            self._client.search,
+            self.collection,
+            data=[v.astype(np.float32).tolist() for v in vectors],
+            filter=" and ".join(clauses),
+            limit=top_k,
+            output_fields=["identity", "authorisation_id"],
+            search_params={"metric_type": "COSINE"},
+        )
+        out: list[list[GalleryHit]] = []
+        for hits in results:
+            row = [
+                GalleryHit(
+                    entry_id=str(h["entry_id"]) if "entry_id" in h else str(h["id"]),
+                    identity=h["entity"]["identity"],
+                    authorisation_id=h["entity"]["authorisation_id"],
+                    score=float(h["distance"]),
+                )
+                for h in hits
+                if float(h["distance"]) >= threshold
+            ]
+            out.append(sorted(row, key=lambda h: h.score, reverse=True))
+        return out
+
+    def entries(self, filter_expr: str = "") -> list[GalleryEntry]:
+        rows = self._call(
+            self._client.query,
+            self.collection,
+            filter=filter_expr or 'entry_id != ""',
+            output_fields=_ENTRY_FIELDS,
+            limit=16384,
+        )
+        return sorted(
+            (GalleryEntry(**{f: r[f] for f in _ENTRY_FIELDS}) for r in rows),
+            key=lambda e: (e.identity, e.enrolled_at_ms, e.entry_id),
+        )
+
+    def entries_of(self, identity: str) -> list[GalleryEntry]:
+        return self.entries(f"identity == {_quote_identity(identity)}")
+
+    def remove_identity(self, identity: str) -> int:
+        gone = self.entries_of(identity)
+        self.remove_entries([e.entry_id for e in gone])
+        return len(gone)
+
+    def remove_entries(self, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            self._call(self._client.delete, self.collection, ids=list(entry_ids))
+
+    def count(self) -> int:
+        stats = self._call(self._client.get_collection_stats, self.collection)
+        return int(stats.get("row_count", 0))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _quote_identity(identity: str) -> str:
+    """Identities are free text chosen by officers; escape them for the filter."""
+    if any(c in identity for c in '\\"\n\r'):
+        raise ConfigError(f"identity {identity!r} contains a quote, backslash or newline")
+    return f'"{identity}"'

@@ -1,0 +1,1 @@
+"""What every service shares at run time: the processing loop, metrics, health, shutdown."""

@@ -1,0 +1,99 @@
+"""Every metric facestream exports, in one place.
+
+Names follow Prometheus conventions: one `facestream_` prefix, base units in the name
+(`_seconds`, `_bytes`), `_total` for counters. Dashboards and alert rules in helm/ use only
+names defined here (a test cross-checks them against what running services export).
+Label values are bounded: stage, topic, partition, reason and camera id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# -- every consuming stage (RED) ------------------------------------------------------------
+MESSAGES = Counter(
+    "facestream_stage_messages_total",
+    "Input messages a stage finished, by outcome (ok: processed; dlq: sent to its dead-letter topic)",
+    ["stage", "outcome"],
+)
+OUTPUTS = Counter("facestream_stage_outputs_total", "Output messages a stage produced", ["stage"])
+DLQ = Counter(
+    "facestream_dlq_messages_total", "Messages sent to a dead-letter topic, by reason", ["stage", "reason"]
+)
+BATCH_SECONDS = Histogram(
+    "facestream_stage_batch_duration_seconds",
+    "Time from a batch's poll to its commit",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "facestream_stage_batch_size",
+    "Messages per processed batch",
+    ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+ERRORS = Counter(
+    "facestream_stage_errors_total",
+    "Failures that stopped a batch from committing (delivery, gallery, crash), by kind",
+    ["stage", "kind"],
+)
+CONSUMER_LAG = Gauge(
+    "facestream_consumer_lag_messages",
+    "Messages between this consumer's committed offset and the partition's end",
+    ["stage", "topic", "partition"],
+)
+LAST_POLL = Gauge(
+    "facestream_last_poll_timestamp_seconds", "Unix time of the processing loop's last poll", ["stage"]
+)
+
+# -- detector --------------------------------------------------------------------------------
+FACES_DETECTED = Counter("facestream_faces_detected_total", "Faces found by the detector")
+FACES_REJECTED = Counter(
+    "facestream_faces_rejected_total", "Faces dropped by a quality gate, by gate", ["reason"]
+)
+
+# -- matcher ---------------------------------------------------------------------------------
+GALLERY_UP = Gauge("facestream_gallery_up", "1 when the last gallery search succeeded")
+GALLERY_SEARCH_SECONDS = Histogram(
+    "facestream_gallery_search_duration_seconds",
+    "Time of one batched gallery search",
+    buckets=LATENCY_BUCKETS,
+)
+GALLERY_ENTRIES = Gauge("facestream_gallery_entries", "Watchlist vectors in the gallery")
+HITS = Counter("facestream_hits_total", "Faces that matched an authorised watchlist entry")
+CANDIDATES = Counter("facestream_candidates_total", "Candidates opened (one per identity, camera, episode)")
+FRAME_TO_CANDIDATE_SECONDS = Histogram(
+    "facestream_frame_to_candidate_latency_seconds",
+    "From frame capture to the candidate being published",
+    buckets=LATENCY_BUCKETS,
+)
+
+# -- frame-sampler (per camera) --------------------------------------------------------------
+CAMERAS_ASSIGNED = Gauge("facestream_cameras_assigned", "Cameras this sampler replica runs")
+CAMERA_UP = Gauge("facestream_camera_up", "1 while the camera delivers frames", ["camera"])
+CAMERA_FPS = Gauge("facestream_camera_fps", "Frames per second published, over the last window", ["camera"])
+CAMERA_LAST_FRAME_AGE = Gauge(
+    "facestream_camera_last_frame_age_seconds", "Seconds since the camera's last frame", ["camera"]
+)
+CAMERA_RECONNECTS = Counter(
+    "facestream_camera_reconnects_total", "Times the camera was reopened after a failure", ["camera"]
+)
+CAMERA_FROZEN = Gauge("facestream_camera_frozen", "1 when recent frames are identical", ["camera"])
+CAMERA_BLACK = Gauge("facestream_camera_black", "1 when recent frames are (nearly) black", ["camera"])
+FRAMES_PUBLISHED = Counter("facestream_frames_published_total", "Frames published to `frames`", ["camera"])
+FRAME_BYTES = Histogram(
+    "facestream_frame_size_bytes",
+    "JPEG size of published frames",
+    buckets=(10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000),
+)
+
+
+def forget_camera(camera_id: str) -> None:
+    """Drop a camera's series when it moves to another replica, so it is not counted twice."""
+    for gauge in (CAMERA_UP, CAMERA_FPS, CAMERA_LAST_FRAME_AGE, CAMERA_FROZEN, CAMERA_BLACK):
+        with contextlib.suppress(KeyError):
+            gauge.remove(camera_id)

@@ -1,0 +1,243 @@
+"""The processing loop every consuming stage runs, on any transport.
+
+One batch goes through these steps, in this order, and only in this order:
+
+1. poll up to `batch_size` messages, waiting at most `batch_timeout`;
+2. decode each; one that does not decode is dead-lettered, not fatal;
+3. run the stage over the decoded batch (one outcome per input);
+4. produce every output, and every dead letter with its origin headers;
+5. flush the producer: if anything is unacknowledged, raise, and commit nothing;
+6. commit the batch's offsets: the explicit last step.
+
+So a crash anywhere before step 6 redelivers the whole batch (at-least-once), and the
+stable ids on every message make the redelivery harmless downstream. If the stage
+raises `GalleryUnavailable`, the consumer is paused and the same batch retried with
+backoff until it succeeds: nothing is committed and nothing is skipped meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from facestream.codec import Codec
+from facestream.errors import FacestreamError, GalleryUnavailable, InvalidMessage
+from facestream.runtime import metrics
+from facestream.runtime.health import Health
+from facestream.stages.base import Stage
+from facestream.transport.base import Consumer, Envelope, Headers, Producer, next_offsets
+
+log = logging.getLogger(__name__)
+
+
+class Keyed(Protocol):
+    @property
+    def key(self) -> bytes: ...
+
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O", bound=Keyed)  # noqa: E741
+
+
+class TooManyInvalid(FacestreamError):
+    """Most recent input is invalid: likely a bad deploy upstream, so stop rather than drain
+    the whole topic into the dead-letter queue."""
+
+
+class Interrupted(FacestreamError):
+    """Shutdown was requested while a batch was waiting; it is left uncommitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[I, O]):
+    """Where a stage reads and writes, and how its messages are (de)serialised."""
+
+    input_topic: str
+    input_codec: Codec[I]
+    output_topic: str
+    output_codec: Codec[O]
+    dlq_topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPolicy:
+    batch_size: int = 32
+    batch_timeout_s: float = 0.05
+    flush_timeout_s: float = 30.0
+    max_invalid_ratio: float = 0.5
+    invalid_window: int = 1000
+    invalid_min_sample: int = 100
+    lag_interval_s: float = 15.0
+    wait_for_gallery: bool = True
+    """Pause and retry while the gallery is unavailable (services); False re-raises (embedded)."""
+
+
+def dlq_headers(stage: str, env: Envelope, error: InvalidMessage) -> Headers:
+    """Why and from where: enough to find, understand and replay the original message."""
+    return (
+        ("fs.dlq.reason", error.reason.encode()),
+        ("fs.dlq.detail", error.detail[:500].encode()),
+        ("fs.dlq.stage", stage.encode()),
+        ("fs.dlq.topic", env.topic.encode()),
+        ("fs.dlq.partition", str(env.partition).encode()),
+        ("fs.dlq.offset", str(env.offset).encode()),
+        ("fs.dlq.timestamp_ms", str(env.timestamp_ms).encode()),
+    )
+
+
+class StageRunner(Generic[I, O]):
+    def __init__(
+        self,
+        stage: Stage[I, O],
+        route: Route[I, O],
+        consumer: Consumer,
+        producer: Producer,
+        *,
+        policy: LoopPolicy | None = None,
+        health: Health | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stage = stage
+        self.route = route
+        self.consumer = consumer
+        self.producer = producer
+        self.policy = policy or LoopPolicy()
+        self.health = health or Health()
+        self.stop = stop or threading.Event()
+        self._recent_invalid: deque[bool] = deque(maxlen=self.policy.invalid_window)
+        self._last_lag = 0.0
+        self._name = stage.name
+
+    def start(self) -> None:
+        self.consumer.subscribe([self.route.input_topic])
+
+    def run(self) -> None:
+        """Process batches until `stop` is set; the batch in hand is finished and committed."""
+        self.start()
+        self.health.set_ready(True)
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.run_once()
+                except Interrupted:
+                    break
+        finally:
+            self.health.set_ready(False)
+            self.producer.close()
+            self.consumer.close()
+
+    def run_once(self) -> int:
+        """One batch through steps 1-6; returns how many input messages it covered."""
+        envelopes = self.consumer.consume(self.policy.batch_size, self.policy.batch_timeout_s)
+        self._polled()
+        if not envelopes:
+            return 0
+        started = time.perf_counter()
+
+        decoded: list[tuple[Envelope, I]] = []
+        dead: list[tuple[Envelope, InvalidMessage]] = []
+        for env in envelopes:
+            try:
+                decoded.append((env, self.route.input_codec.decode(env.value)))
+            except InvalidMessage as exc:
+                dead.append((env, exc))
+
+        outcomes = self._process([item for _, item in decoded]) if decoded else []
+        outputs: list[O] = []
+        for (env, _), outcome in zip(decoded, outcomes, strict=True):
+            if isinstance(outcome, InvalidMessage):
+                dead.append((env, outcome))
+            else:
+                outputs.extend(outcome)
+        self._guard_invalid_ratio(len(envelopes), len(dead))
+
+        for out in outputs:
+            self.producer.produce(self.route.output_topic, self.route.output_codec.encode(out), key=out.key)
+        for env, error in dead:
+            self.producer.produce(
+                self.route.dlq_topic, env.value, key=env.key, headers=dlq_headers(self._name, env, error)
+            )
+            metrics.DLQ.labels(self._name, error.reason).inc()
+            log.warning(
+                "%s: %s/%d@%d to %s: %s",
+                self._name,
+                env.topic,
+                env.partition,
+                env.offset,
+                self.route.dlq_topic,
+                error,
+            )
+        try:
+            self.producer.flush(self.policy.flush_timeout_s)
+        except FacestreamError:
+            metrics.ERRORS.labels(self._name, "delivery").inc()
+            raise
+        self.consumer.commit(next_offsets(envelopes))
+
+        metrics.MESSAGES.labels(self._name, "ok").inc(len(envelopes) - len(dead))
+        if dead:
+            metrics.MESSAGES.labels(self._name, "dlq").inc(len(dead))
+        metrics.OUTPUTS.labels(self._name).inc(len(outputs))
+        metrics.BATCH_SIZE.labels(self._name).observe(len(envelopes))
+        metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
+        return len(envelopes)
+
+    def _process(self, items: Sequence[I]) -> list[list[O] | InvalidMessage]:
+        """Run the stage; while the gallery is down, pause, wait and retry the same batch."""
+        delay = 0.5
+        paused = False
+        try:
+            while True:
+                try:
+                    return self.stage.process(items)
+                except GalleryUnavailable as exc:
+                    metrics.ERRORS.labels(self._name, "gallery").inc()
+                    metrics.GALLERY_UP.set(0)
+                    if not self.policy.wait_for_gallery:
+                        raise
+                    log.warning(
+                        "%s: gallery unavailable, consuming paused, retry in %.1fs: %s",
+                        self._name,
+                        delay,
+                        exc,
+                    )
+                    if not paused:
+                        self.consumer.pause_all()
+                        paused = True
+                    if self.stop.wait(delay):
+                        raise Interrupted("stopped while the gallery was unavailable") from exc
+                    # A paused consumer returns nothing but keeps its group membership alive.
+                    self.consumer.consume(1, 0)
+                    self._polled()
+                    delay = min(delay * 2, 30.0)
+        finally:
+            if paused:
+                self.consumer.resume_all()
+                log.info("%s: gallery back, consuming resumed", self._name)
+
+    def _guard_invalid_ratio(self, total: int, invalid: int) -> None:
+        self._recent_invalid.extend([True] * invalid + [False] * (total - invalid))
+        sample = len(self._recent_invalid)
+        if sample < self.policy.invalid_min_sample:
+            return
+        ratio = sum(self._recent_invalid) / sample
+        if ratio > self.policy.max_invalid_ratio:
+            raise TooManyInvalid(
+                f"{self._name}: {ratio:.0%} of the last {sample} messages are invalid "
+                f"(limit {self.policy.max_invalid_ratio:.0%}); stopping without committing"
+            )
+
+    def _polled(self) -> None:
+        self.health.polled()
+        now = time.time()
+        metrics.LAST_POLL.labels(self._name).set(now)
+        lag = getattr(self.consumer, "lag", None)
+        if lag is not None and now - self._last_lag >= self.policy.lag_interval_s:
+            self._last_lag = now
+            for (topic, partition), value in lag().items():
+                metrics.CONSUMER_LAG.labels(self._name, topic, str(partition)).set(value)

@@ -1,0 +1,186 @@
+"""Frozen, validated settings: one model per concern.
+
+Every field has a default and a description, is read from an environment variable
+(`FACESTREAM_<CONCERN>_<FIELD>`, shown in each `--help`), and can be overridden by the
+matching command-line flag. Secrets are `SecretStr`, so they never print in logs or reprs.
+Field names are unique across concerns because each becomes a flag of the same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facestream.vision.models import default_model_dir
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="forbid", protected_namespaces=())
+
+
+class KafkaSettings(BaseSettings):
+    """How services reach the Kafka cluster."""
+
+    model_config = _config("FACESTREAM_KAFKA_")
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port...]"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol uses SASL"
+    )
+    sasl_username: str | None = Field(None, description="SASL username (this service's principal)")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; prefer the environment variable over the flag"
+    )
+    ssl_ca_location: Path | None = Field(None, description="CA certificate (PEM) to verify brokers")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM) for mTLS")
+    ssl_key_location: Path | None = Field(None, description="client key (PEM) for mTLS")
+    topic_prefix: str = Field("", description="prefix for every topic name, e.g. 'city1.'")
+    client_id: str = Field("facestream", description="client.id reported to the brokers")
+
+
+class RuntimeSettings(BaseSettings):
+    """How a service's processing loop behaves: batching, health, shutdown, dead letters."""
+
+    model_config = _config("FACESTREAM_")
+
+    metrics_port: int = Field(
+        9400, ge=0, le=65535, description="port of /metrics, /healthz, /readyz; 0 picks a free one"
+    )
+    liveness_file: Path | None = Field(
+        None, description="file touched on every poll; a probe fails when it grows stale"
+    )
+    batch_size: int = Field(32, ge=1, le=10_000, description="most messages taken per poll")
+    batch_timeout_ms: int = Field(
+        50, ge=0, le=60_000, description="longest wait to fill a batch (the embedder's batching window)"
+    )
+    shutdown_grace_s: float = Field(
+        25.0, gt=0, description="on SIGTERM, finish in-flight work and commit within this time"
+    )
+    max_invalid_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stop when more than this share of the last 1000 messages went to the DLQ",
+    )
+    group_id: str | None = Field(None, description="consumer group; default facestream-<stage>")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+
+class ModelSettings(BaseSettings):
+    """Where model files live and what runs them."""
+
+    model_config = _config("FACESTREAM_MODEL_")
+
+    model_dir: Path = Field(default_factory=default_model_dir, description="verified model cache")
+    execution_provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime provider; auto uses CUDA when onnxruntime-gpu sees a GPU"
+    )
+    inference_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
+
+
+class SamplerSettings(BaseSettings):
+    """How cameras are sampled into `frames`."""
+
+    model_config = _config("FACESTREAM_SAMPLER_")
+
+    fps: float = Field(2.0, gt=0, le=30, description="default frames per second per camera")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of published frames")
+    max_frame_width: int = Field(
+        1920, ge=160, le=8192, description="frames wider than this are downscaled before encoding"
+    )
+    reconnect_initial_s: float = Field(1.0, gt=0, description="first reconnect delay of a failed camera")
+    reconnect_max_s: float = Field(60.0, gt=0, description="reconnect delays double up to this")
+    stall_timeout_s: float = Field(
+        10.0, gt=0, description="a live camera with no new frame for this long is reconnected"
+    )
+    realtime_files: bool = Field(
+        False, description="pace video files at their own speed, as a live camera would be"
+    )
+    loop_files: bool = Field(False, description="restart video files at their end (soak tests)")
+
+
+class DetectorSettings(BaseSettings):
+    """Face detection, landmarks and the quality gates."""
+
+    model_config = _config("FACESTREAM_DETECTOR_")
+
+    detector_type: Literal["ultraface"] = Field("ultraface", description="detector backend")
+    detector_model: str = Field(
+        "ultraface-rfb320", description="built-in model name, or a path to an ONNX file"
+    )
+    detector_model_sha256: str | None = Field(None, description="sha256 of a detector model file")
+    landmarker_type: Literal["pfld68"] = Field("pfld68", description="landmark backend")
+    landmarker_model: str = Field("pfld68-64", description="built-in model name, or an ONNX path")
+    landmarker_model_sha256: str | None = Field(None, description="sha256 of a landmark model file")
+    det_score_threshold: float = Field(0.65, ge=0, le=1, description="lowest detector score kept")
+    nms_iou: float = Field(0.4, gt=0, le=1, description="IoU above which overlapping boxes merge")
+    min_face_px: float = Field(32.0, ge=8, description="shorter side of the face box, at least")
+    min_sharpness: float = Field(40.0, ge=0, description="Laplacian variance of the aligned crop, at least")
+    max_abs_yaw: float = Field(0.6, gt=0, description="nose offset over eye distance, at most")
+    max_frame_pixels: int = Field(
+        40_000_000, ge=1, description="frames larger than this go to the DLQ undecoded"
+    )
+    thumbnail_px: int = Field(128, ge=32, le=512, description="height of the reviewer's face thumbnail")
+
+
+class EmbedderSettings(BaseSettings):
+    """The face embedding model. Batching uses the runtime's batch size and window."""
+
+    model_config = _config("FACESTREAM_EMBEDDER_")
+
+    embedder_type: Literal["arcface"] = Field("arcface", description="embedder backend")
+    embedder_model: str = Field(
+        "mobilefacenet-arcface-512", description="built-in model name, or a path to an ONNX file"
+    )
+    embedder_model_sha256: str | None = Field(None, description="sha256 of an embedder model file")
+    channel_order: Literal["bgr", "rgb"] = Field("bgr", description="channel order the model expects")
+
+
+class GallerySettings(BaseSettings):
+    """Where the watchlist gallery lives, and what a photo must be to enroll."""
+
+    model_config = _config("FACESTREAM_GALLERY_")
+
+    gallery: str = Field(
+        "./gallery", description="gallery directory (Milvus Lite), or http(s)://host:19530 of a server"
+    )
+    gallery_token: SecretStr | None = Field(None, description="token for a Milvus server")
+    collection: str = Field("watchlist", description="Milvus collection name")
+    index_type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field(
+        "FLAT", description="vector index; FLAT is exact, HNSW/IVF trade recall for speed at scale"
+    )
+    enroll_min_score: float = Field(
+        0.9, ge=0, le=1, description="an enrollment photo's face needs at least this detector score"
+    )
+    enroll_min_face_px: float = Field(64.0, ge=16, description="an enrollment face's shorter side, at least")
+    ambiguity_area_ratio: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="a second usable face at least this share of the first's area makes a photo ambiguous",
+    )
+
+
+class MatcherSettings(BaseSettings):
+    """When a face counts as a match, and how repeats are collapsed."""
+
+    model_config = _config("FACESTREAM_MATCHER_")
+
+    match_threshold: float = Field(
+        0.40,
+        ge=-1,
+        le=1,
+        description="cosine similarity at or above which a face is a candidate (docs/models.md)",
+    )
+    top_k: int = Field(3, ge=1, le=100, description="gallery entries returned per face")
+    episode_gap_s: float = Field(
+        30.0, gt=0, description="a person unseen on a camera this long starts a new episode"
+    )

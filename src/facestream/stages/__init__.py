@@ -1,0 +1,1 @@
+"""The pipeline's stages as typed functions over messages; no transport code in here."""

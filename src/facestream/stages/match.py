@@ -1,0 +1,106 @@
+"""embeddings → hits: search the gallery; a face that matches nothing is dropped, never stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from facestream.errors import InvalidMessage
+from facestream.gallery.store import Gallery, GalleryHit
+from facestream.messages import Embedding, Hit
+from facestream.runtime import metrics
+
+
+class MatchPolicy(Protocol):
+    """What may be matched, decided per face at search time (the accountability layer)."""
+
+    def suspended(self, camera_id: str, at_ms: int) -> bool:
+        """True when a suspension rule switches matching off for this camera now."""
+        ...
+
+    def allowed_authorisations(self, camera_id: str, at_ms: int) -> Sequence[str] | None:
+        """Authorisations whose entries may match on this camera now; None means no limit."""
+        ...
+
+
+class OpenPolicy:
+    """No suspensions and no authorisation limit; the accountability layer replaces it."""
+
+    def suspended(self, camera_id: str, at_ms: int) -> bool:
+        return False
+
+    def allowed_authorisations(self, camera_id: str, at_ms: int) -> Sequence[str] | None:
+        return None
+
+
+class MatchStage:
+    name = "matcher"
+
+    def __init__(
+        self,
+        gallery: Gallery,
+        *,
+        threshold: float,
+        top_k: int,
+        policy: MatchPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._gallery = gallery
+        self._threshold = threshold
+        self._top_k = top_k
+        self._policy = policy or OpenPolicy()
+        self._clock = clock
+
+    def process(self, items: Sequence[Embedding]) -> list[list[Hit] | InvalidMessage]:
+        """One gallery call per (model, authorisation scope) group: Milvus' cost is per call."""
+        outcomes: list[list[Hit] | InvalidMessage] = [[] for _ in items]
+        now_ms = int(self._clock() * 1000)
+        groups: dict[tuple[str, tuple[str, ...] | None], list[int]] = {}
+        for i, emb in enumerate(items):
+            if self._policy.suspended(emb.ref.camera_id, emb.ref.captured_at_ms):
+                continue
+            allowed = self._policy.allowed_authorisations(emb.ref.camera_id, emb.ref.captured_at_ms)
+            scope = None if allowed is None else tuple(sorted(allowed))
+            groups.setdefault((emb.model_id, scope), []).append(i)
+        for (model_id, scope), indices in groups.items():
+            started = time.perf_counter()
+            results = self._gallery.search(
+                np.stack([items[i].vector for i in indices]),
+                model_id=model_id,
+                threshold=self._threshold,
+                top_k=self._top_k,
+                now_ms=now_ms,
+                authorisation_ids=scope,
+            )
+            metrics.GALLERY_SEARCH_SECONDS.observe(time.perf_counter() - started)
+            metrics.GALLERY_UP.set(1)
+            for i, found in zip(indices, results, strict=True):
+                outcomes[i] = [self._hit(items[i], g) for g in best_per_identity(found)]
+        metrics.HITS.inc(sum(len(o) for o in outcomes if isinstance(o, list)))
+        return outcomes
+
+    @staticmethod
+    def _hit(emb: Embedding, found: GalleryHit) -> Hit:
+        return Hit(
+            ref=emb.ref,
+            face_index=emb.face_index,
+            bbox=emb.bbox,
+            score=round(found.score, 4),
+            identity=found.identity,
+            entry_id=found.entry_id,
+            authorisation_id=found.authorisation_id,
+            model_id=emb.model_id,
+            thumbnail_jpeg=emb.thumbnail_jpeg,
+        )
+
+
+def best_per_identity(found: Sequence[GalleryHit]) -> list[GalleryHit]:
+    """An identity enrolled from several photos counts once, with its best photo's score."""
+    best: dict[str, GalleryHit] = {}
+    for hit in found:
+        if hit.identity not in best or hit.score > best[hit.identity].score:
+            best[hit.identity] = hit
+    return sorted(best.values(), key=lambda h: h.score, reverse=True)

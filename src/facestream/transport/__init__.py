@@ -1,0 +1,1 @@
+"""Transports behind one small interface: the in-process broker and Apache Kafka."""

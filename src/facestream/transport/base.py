@@ -1,0 +1,82 @@
+"""The transport interface every stage runs on: an envelope, a consumer, a producer.
+
+Kept deliberately small (arroyo's lesson) so that the in-process broker used by the
+embedded mode and the Kafka transport are interchangeable, and the same contract tests
+run against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+Headers = tuple[tuple[str, bytes], ...]
+TopicPartition = tuple[str, int]
+Offsets = Mapping[TopicPartition, int]
+"""Next offset to read, per (topic, partition): what a commit stores."""
+
+AssignmentCallback = Callable[[list[TopicPartition]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A consumed message and where it came from; the origin travels into DLQ headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Consumer(Protocol):
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: AssignmentCallback | None = None,
+        on_revoke: AssignmentCallback | None = None,
+    ) -> None: ...
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Envelope]:
+        """Up to `max_messages`, waiting at most `timeout_s` for the first one."""
+        ...
+
+    def commit(self, offsets: Offsets) -> None:
+        """Store the next offsets to read; synchronous, raises if the broker refuses."""
+        ...
+
+    def pause_all(self) -> None:
+        """Stop fetching (e.g. gallery down) while staying in the group."""
+        ...
+
+    def resume_all(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None: ...
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every produced message to be acknowledged; raise DeliveryError otherwise."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def next_offsets(envelopes: Sequence[Envelope]) -> dict[TopicPartition, int]:
+    """The commit that covers `envelopes`: one past the highest offset per partition."""
+    offsets: dict[TopicPartition, int] = {}
+    for env in envelopes:
+        tp = (env.topic, env.partition)
+        offsets[tp] = max(offsets.get(tp, 0), env.offset + 1)
+    return offsets

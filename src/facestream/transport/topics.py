@@ -1,0 +1,96 @@
+"""The topic catalogue: names, partitions, retention, and what each topic may hold.
+
+Retention is part of the privacy design: frames, faces and embeddings of people who did
+not match exist nowhere but in these topics, and only for minutes. Every topic sets both
+retention.ms and segment.ms, because Kafka deletes whole closed segments only: a
+10-minute retention with the default 7-day segment would keep frames for a week.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    segment_ms: int
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    holds: str = ""
+
+    def config(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "segment.ms": str(self.segment_ms),
+        }
+
+
+CAMERAS = "cameras"
+FRAMES = "frames"
+FACES = "faces"
+EMBEDDINGS = "embeddings"
+HITS = "hits"
+MATCHES = "matches"
+
+
+def dlq(stage: str) -> str:
+    return f"dlq.{stage}"
+
+
+STAGES = ("frame-sampler", "detector", "embedder", "matcher", "episodes")
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        CAMERAS,
+        12,
+        -1,
+        DAY_MS,
+        "compact",
+        "camera configs, key = camera id; the sampler group shares its partitions",
+    ),
+    TopicSpec(FRAMES, 12, 10 * MINUTE_MS, 2 * MINUTE_MS, holds="JPEG frames of everyone in view"),
+    TopicSpec(FACES, 12, 10 * MINUTE_MS, 2 * MINUTE_MS, holds="aligned crops of everyone in view"),
+    TopicSpec(EMBEDDINGS, 12, 10 * MINUTE_MS, 2 * MINUTE_MS, holds="vectors of everyone in view"),
+    TopicSpec(HITS, 6, HOUR_MS, 10 * MINUTE_MS, holds="faces that matched a watchlist entry"),
+    TopicSpec(MATCHES, 6, DAY_MS, HOUR_MS, holds="candidates awaiting review (the review window)"),
+    *(
+        TopicSpec(dlq(stage), 1, HOUR_MS, 10 * MINUTE_MS, holds=f"messages {stage} could not process")
+        for stage in STAGES
+    ),
+)
+
+
+def catalogue(
+    prefix: str = "",
+    partitions: dict[str, int] | None = None,
+    retention_ms: dict[str, int] | None = None,
+) -> list[TopicSpec]:
+    """The catalogue with a name prefix and per-topic overrides applied."""
+    partitions = partitions or {}
+    retention_ms = retention_ms or {}
+    unknown = (set(partitions) | set(retention_ms)) - {t.name for t in CATALOGUE}
+    if unknown:
+        raise ValueError(f"unknown topic(s): {', '.join(sorted(unknown))}")
+    out = []
+    for spec in CATALOGUE:
+        retention = retention_ms.get(spec.name, spec.retention_ms)
+        segment = spec.segment_ms if retention < 0 else min(spec.segment_ms, max(retention // 5, 1000))
+        out.append(
+            TopicSpec(
+                prefix + spec.name,
+                partitions.get(spec.name, spec.partitions),
+                retention,
+                segment,
+                spec.cleanup_policy,
+                spec.holds,
+            )
+        )
+    return out

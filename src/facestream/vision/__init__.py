@@ -1,0 +1,1 @@
+"""Face models behind small interfaces: detector, landmarker, embedder, and the glue between them."""
