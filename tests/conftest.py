@@ -9,11 +9,14 @@ import pytest
 
 from facestream.settings import DetectorSettings, EmbedderSettings, ModelSettings
 from facestream.vision.embedder import FaceEmbedder
-from facestream.vision.factory import build_embedder, build_finder
 from facestream.vision.faces import FaceFinder
+from facestream.vision.factory import build_embedder, build_finder
 from facestream.vision.models import fetch_builtin_models
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One fixture module per concern (Kafka broker, media, ...); add yours here.
+pytest_plugins: list[str] = []
 
 
 @pytest.fixture(scope="session")
