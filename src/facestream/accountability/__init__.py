@@ -1,0 +1,1 @@
+"""Accountability by construction: authorisations, roles, the audit log, suspension rules, retention."""
