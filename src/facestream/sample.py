@@ -27,7 +27,8 @@ def make_camera_video(
 ) -> Path:
     """Write an MPEG-4 video of the photos to `out` and return it."""
     width, height = size
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+    writer = cv2.VideoWriter(str(out), fourcc, fps, (width, height))
     if not writer.isOpened():
         raise ConfigError(f"cannot write video {out}")
     background = np.full((height, width, 3), 90, np.uint8)

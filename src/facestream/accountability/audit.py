@@ -46,7 +46,13 @@ class AuditLog:
     ) -> AuditRecord:
         seq = sum(1 for _ in self.path.open()) if self.path.exists() else 0
         record = AuditRecord(
-            seq, int(time.time() * 1000), actor.name, actor.role, action, authorisation_id, dict(objects or {})
+            seq,
+            int(time.time() * 1000),
+            actor.name,
+            actor.role,
+            action,
+            authorisation_id,
+            dict(objects or {}),
         )
         with self.path.open("a") as f:
             f.write(json.dumps(asdict(record), sort_keys=True) + "\n")
