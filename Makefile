@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test setup test-deps lint clean
+.PHONY: demo test bench setup test-deps clean
 
 demo: setup
 	$(BIN)/facestream demo
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
+
+# Per-stage cost and end-to-end throughput, written to load-tests/reports/ (not part of CI).
+bench: setup
+	$(BIN)/python load-tests/bench.py
 
 # Everything the tests need beyond Python packages: each script is idempotent and caches.
 test-deps:
