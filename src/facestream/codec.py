@@ -4,8 +4,13 @@ The header is Confluent's wire format (magic byte 0, then a big-endian schema id
 ids fixed in schemas/index.json rather than handed out by a registry, so any Avro
 consumer can read the topics with the .avsc files alone. Frames carry raw JPEG bytes.
 
-Decoding checks what the schema cannot: vector length and finiteness, crop sizes. A
-message that fails raises `InvalidMessage`, which sends it to the stage's dead-letter topic.
+A codec writes its subject's newest version and reads every version of it (Avro schema
+resolution); schemas/README.md says how a subject evolves, and facestream.schema_compat
+checks that it did so compatibly.
+
+Decoding checks what the schema cannot: vector length and finiteness, crop sizes, camera
+config bounds. Whatever the bytes, decoding raises nothing but `InvalidMessage`, which
+sends the message to the stage's dead-letter topic.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Generic, TypeVar
 
 import fastavro
 import numpy as np
+from pydantic import ValidationError
 
+from facestream.camera.spec import CameraSpec, describe_validation_error
 from facestream.errors import InvalidMessage
 from facestream.messages import (
     ALIGNED_BYTES,
@@ -38,27 +46,47 @@ from facestream.messages import (
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 T = TypeVar("T")
 Record = dict[str, Any]
 
 
-@cache
+class SchemaSet:
+    """A directory laid out as schemas/: `<subject>/vN.avsc` files and `index.json` with their ids.
+
+    The installed schemas are `BUILTIN`; tests build other sets (a v2 made on the spot)
+    to prove that the current codec still reads what older versions wrote.
+    """
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+        self._parsed: dict[str, Any] = {}
+        text = (root / "index.json").read_text()
+        self.index: dict[int, str] = {int(k): v for k, v in json.loads(text)["schemas"].items()}
+        self._ids = {path: schema_id for schema_id, path in self.index.items()}
+
+    def id_of(self, path: str) -> int:
+        return self._ids[path]
+
+    def parsed(self, path: str) -> Any:
+        """The fastavro-parsed schema of `path` (parsed once)."""
+        schema = self._parsed.get(path)
+        if schema is None:
+            schema = fastavro.parse_schema(json.loads((self.root / path).read_text()))
+            self._parsed[path] = schema
+        return schema
+
+
+BUILTIN = SchemaSet(resources.files("facestream.schemas"))
+
+
 def schema_index() -> dict[int, str]:
-    text = (resources.files("facestream.schemas") / "index.json").read_text()
-    return {int(k): v for k, v in json.loads(text)["schemas"].items()}
+    return BUILTIN.index
 
 
-@cache
 def load_schema(path: str) -> Any:
-    text = (resources.files("facestream.schemas") / path).read_text()
-    return fastavro.parse_schema(json.loads(text))
-
-
-def schema_id_of(path: str) -> int:
-    for schema_id, candidate in schema_index().items():
-        if candidate == path:
-            return schema_id
-    raise KeyError(path)
+    return BUILTIN.parsed(path)
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,7 @@ class Codec(Generic[T]):
     version: int
     to_record: Callable[[T], Record]
     from_record: Callable[[Record], T]
+    schemas: SchemaSet = BUILTIN
 
     @property
     def path(self) -> str:
@@ -76,24 +105,30 @@ class Codec(Generic[T]):
 
     def encode(self, message: T) -> bytes:
         out = io.BytesIO()
-        out.write(HEADER.pack(MAGIC, schema_id_of(self.path)))
-        fastavro.schemaless_writer(out, load_schema(self.path), self.to_record(message))
+        out.write(HEADER.pack(MAGIC, self.schemas.id_of(self.path)))
+        fastavro.schemaless_writer(out, self.schemas.parsed(self.path), self.to_record(message))
         return out.getvalue()
 
     def decode(self, data: bytes) -> T:
-        """Read any known version of this subject into the current message type."""
+        """Read any known version of this subject into the current message type.
+
+        Only `InvalidMessage` leaves this method, whatever the bytes: a consumer must be able
+        to dead-letter anything a producer (or an attacker) puts on the topic.
+        """
         if len(data) < HEADER.size:
             raise InvalidMessage("truncated", f"{len(data)} bytes is shorter than the header")
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise InvalidMessage("bad_magic", f"magic byte {magic}")
-        writer_path = schema_index().get(schema_id)
+        writer_path = self.schemas.index.get(schema_id)
         if writer_path is None or not writer_path.startswith(self.subject + "/"):
             raise InvalidMessage("unknown_schema", f"schema id {schema_id} is not a {self.subject} schema")
+        # The reader schema is given only when it differs: resolution costs time on every message.
+        reader = None if writer_path == self.path else self.schemas.parsed(self.path)
         body = io.BytesIO(data[HEADER.size :])
         try:
-            record = fastavro.schemaless_reader(body, load_schema(writer_path), load_schema(self.path))
-        except Exception as exc:  # fastavro raises EOFError, ValueError, ... on bad bodies
+            record = fastavro.schemaless_reader(body, self.schemas.parsed(writer_path), reader)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, OverflowError... on bad bodies
             raise InvalidMessage("undecodable", f"{type(exc).__name__}: {exc}") from exc
         if body.read(1):
             raise InvalidMessage("undecodable", "trailing bytes after the record")
@@ -103,8 +138,12 @@ class Codec(Generic[T]):
             return self.from_record(record)
         except InvalidMessage:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidMessage("invalid_fields", str(exc)) from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise InvalidMessage("invalid_fields", str(exc).splitlines()[0]) from exc
+
+    def with_schemas(self, schemas: SchemaSet, version: int) -> Codec[T]:
+        """The same mapping over another schema set (how tests check a future version)."""
+        return Codec(self.subject, version, self.to_record, self.from_record, schemas)
 
 
 def _ref_record(ref: FrameRef) -> Record:
@@ -117,10 +156,19 @@ def _ref_record(ref: FrameRef) -> Record:
 
 
 def _ref(record: Record) -> FrameRef:
-    captured = record["captured_at_ms"]
-    if not isinstance(captured, int):  # fastavro may give a datetime for timestamp-millis
-        captured = int(captured.timestamp() * 1000)
-    return FrameRef(record["camera_id"], record["frame_id"], captured, record["source"])
+    return FrameRef(
+        record["camera_id"], record["frame_id"], _millis(record["captured_at_ms"]), record["source"]
+    )
+
+
+def _millis(value: int | datetime) -> int:
+    """fastavro gives a datetime for timestamp-millis; integer arithmetic keeps every millisecond.
+
+    (`datetime.timestamp() * 1000` is a float and loses one for some values.)
+    """
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // _MS
+    return int(value)
 
 
 def _bbox_record(box: BBox) -> Record:
@@ -202,7 +250,7 @@ def _embedding(record: Record) -> Embedding:
         raise InvalidMessage("bad_vector", "vector is empty")
     if not np.isfinite(vector).all():
         raise InvalidMessage("bad_vector", "vector has NaN or infinite values")
-    norm = float(np.linalg.norm(vector))
+    norm = float(np.linalg.norm(vector.astype(np.float64)))  # float32 squares overflow for huge values
     if abs(norm - 1.0) > 1e-3:
         raise InvalidMessage("bad_vector", f"vector is not unit length (norm {norm:.4f})")
     return Embedding(
@@ -265,6 +313,19 @@ def _candidate(record: Record) -> Candidate:
     )
 
 
+def _camera_record(spec: CameraSpec) -> Record:
+    return spec.model_dump()
+
+
+def _camera(record: Record) -> CameraSpec:
+    start = record.get("start_at_ms")
+    try:
+        return CameraSpec.model_validate({**record, "start_at_ms": None if start is None else _millis(start)})
+    except ValidationError as exc:
+        raise InvalidMessage("invalid_fields", describe_validation_error(exc)) from None
+
+
+CAMERAS: Codec[CameraSpec] = Codec("cameras", 1, _camera_record, _camera)
 FRAMES: Codec[Frame] = Codec("frames", 1, _frame_record, _frame)
 FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
 EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)

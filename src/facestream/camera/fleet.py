@@ -82,10 +82,9 @@ class CameraFleet:
                 self._stop(camera_id)
 
     def refresh_metrics(self) -> None:
-        with self._lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            worker.monitor.refresh_age()
+        with self._lock:  # under the lock: a camera being stopped must not get its series back
+            for worker in self._workers.values():
+                worker.monitor.refresh_age()
 
     def _stop(self, camera_id: str) -> None:
         worker = self._workers.pop(camera_id)

@@ -118,7 +118,12 @@ class Backoff:
 
 
 class CameraWorker:
-    """Opens, samples and publishes one camera until stopped; reconnects with backoff."""
+    """Opens, samples and publishes one camera until stopped; reconnects with backoff.
+
+    Reconnect delays double from `Backoff.initial_s` up to `max_s`, and start over once a
+    reopened camera has delivered a frame. Once stopped, a worker touches no metric again,
+    so the fleet can remove the camera's series without a late write bringing them back.
+    """
 
     def __init__(
         self,
@@ -135,6 +140,7 @@ class CameraWorker:
         self._publish = publish
         self._backoff = backoff
         self._stop = threading.Event()
+        self._delivered = False
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self.run, name=f"camera-{spec.camera_id}", daemon=True)
 
@@ -143,25 +149,37 @@ class CameraWorker:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._source.cancel()
         self._thread.join(timeout_s)
 
     def run(self) -> None:
+        camera = self.spec.camera_id
+        # counters exist from the start at 0, so rate() and increase() see the first event
+        metrics.CAMERA_RECONNECTS.labels(camera)
+        metrics.FRAMES_PUBLISHED.labels(camera)
         next_delay = self._backoff.delays()
-        first = True
+        attempts = 0
         try:
             while not self._stop.is_set():
+                if attempts:
+                    metrics.CAMERA_RECONNECTS.labels(camera).inc()
+                attempts += 1
+                self._delivered = False
                 try:
-                    if not first:
-                        metrics.CAMERA_RECONNECTS.labels(self.spec.camera_id).inc()
-                    first = False
                     self._source.open()
-                    next_delay = self._backoff.delays()
                     if self._pump():
                         return  # a finite source ended
-                except CameraError as exc:
-                    metrics.CAMERA_UP.labels(self.spec.camera_id).set(0)
+                except Exception as exc:  # a failed publish must not end the camera's thread either
+                    if self._stop.is_set():
+                        return
+                    metrics.CAMERA_UP.labels(camera).set(0)
+                    if self._delivered:
+                        next_delay = self._backoff.delays()
                     delay = next_delay()
-                    log.warning("camera %s: %s; reconnecting in %.0fs", self.spec.camera_id, exc, delay)
+                    if isinstance(exc, CameraError):
+                        log.warning("camera %s: %s; reconnecting in %.3gs", camera, exc, delay)
+                    else:
+                        log.exception("camera %s failed; reconnecting in %.3gs", camera, delay)
                     self._stop.wait(delay)
                 finally:
                     self._source.close()
@@ -172,12 +190,15 @@ class CameraWorker:
         """Publish frames until stopped (False) or the source ends (True)."""
         while not self._stop.is_set():
             captured = self._source.read()
+            if self._stop.is_set():
+                return False
             if captured is None:
                 metrics.CAMERA_UP.labels(self.spec.camera_id).set(0)
                 return True
             self.monitor.observe(captured.image)
             frame = self._encoder.frame(self.spec, captured)
             self._publish(frame)
+            self._delivered = True
             metrics.FRAMES_PUBLISHED.labels(self.spec.camera_id).inc()
             metrics.FRAME_BYTES.observe(len(frame.jpeg))
         return False

@@ -1,13 +1,17 @@
 """Reading cameras: video files, still images, snapshot folders and live streams.
 
 Every source does its own sampling, because what "the next frame" means differs:
-- a video file is sampled by media time (every 1/fps seconds of video), as fast as it
-  decodes unless paced in real time; skipped frames are grabbed but not retrieved;
-- a live stream (rtsp://, http(s)://) is read continuously by a grab thread that keeps
+- a video file is sampled by media time (frames at 0, 1/fps, 2/fps ... seconds of video),
+  as fast as it decodes unless paced in real time; skipped frames are grabbed, not retrieved;
+- a live stream (rtsp://, http(s):// ...) is read continuously by a grab thread that keeps
   only the newest frame, so a slow consumer never works through a backlog of stale
-  frames; the sampler takes that newest frame at each fps tick;
+  frames; the sampler takes that newest frame at each fps tick. MJPEG over HTTP is read
+  by facestream's own reader (camera/mjpeg.py), everything else by FFmpeg;
 - a snapshot folder (a camera that drops JPEGs into a directory) yields its newest image;
 - a still image yields itself once.
+
+`cancel()` (from another thread) makes a blocked `read()` return None promptly, so
+stopping a camera never waits out a stall timeout.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec
-from facestream.errors import CameraError
+from facestream.camera.mjpeg import MjpegReader, open_mjpeg
+from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, secrets_of
+from facestream.errors import CameraError, InvalidMessage
+from facestream.imaging import decode_jpeg
 
 Image = npt.NDArray[np.uint8]
+MAX_FRAME_PIXELS = 40_000_000
+"""A live frame claiming more pixels than this is refused undecoded (a decompression bomb)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,7 @@ class FrameSource(ABC):
     def __init__(self, spec: CameraSpec, fps: float) -> None:
         self.spec = spec
         self.fps = fps
+        self._cancelled = threading.Event()
 
     @abstractmethod
     def open(self) -> None:
@@ -54,7 +63,7 @@ class FrameSource(ABC):
 
     @abstractmethod
     def read(self) -> Captured | None:
-        """The next sampled frame; None once a finite source has ended.
+        """The next sampled frame; None once a finite source has ended, or after `cancel()`.
 
         Raises CameraError when a live source fails or stalls, so the caller reconnects.
         """
@@ -62,25 +71,44 @@ class FrameSource(ABC):
     def close(self) -> None:
         return None
 
+    def cancel(self) -> None:
+        """Stop for good: a read in progress or to come returns None instead of waiting."""
+        self._cancelled.set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait; False if cancelled meanwhile."""
+        return not self._cancelled.wait(max(0.0, seconds))
+
+    def _error(self, detail: str) -> CameraError:
+        """A CameraError naming the source, with any credential scrubbed from the detail."""
+        for secret in secrets_of(self.spec.url):
+            detail = detail.replace(secret, "***")
+        return CameraError(f"{self.spec.redacted_url}: {detail}")
+
 
 class StillImage(FrameSource):
     def open(self) -> None:
         path = Path(self.spec.url)
         self._image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if self._image is None:
-            raise CameraError(f"{path}: not a readable image")
+            raise self._error("not a readable image")
         self._at = int(path.stat().st_mtime * 1000)
         self._done = False
 
     def read(self) -> Captured | None:
-        if self._done:
+        if self._done or self._cancelled.is_set():
             return None
         self._done = True
         return Captured(np.asarray(self._image, np.uint8), self._at)
 
 
 class VideoFile(FrameSource):
-    """Sampled by media time; paced to real time only when `realtime` is set."""
+    """Sampled by media time on a fixed grid; paced to real time only when `realtime` is set.
+
+    The k-th sample is the first frame at or after k/fps seconds of media, so the achieved
+    rate is `fps` (or the file's own rate, if lower) whatever the ratio of the two. With
+    `loop`, media time keeps running across restarts, and so do the capture times.
+    """
 
     def __init__(self, spec: CameraSpec, fps: float, *, realtime: bool = False, loop: bool = False) -> None:
         super().__init__(spec, fps)
@@ -89,41 +117,44 @@ class VideoFile(FrameSource):
         self._capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG)
-        if not capture.isOpened():
-            raise CameraError(f"{self.spec.redacted_url}: cannot open video")
-        self._capture = capture
+        self._capture = self._open_capture()
         self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
         self._opened_at = time.monotonic()
+        self._native_fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0
+        self._index = 0  # frames grabbed since the start of the current pass
+        self._pass_offset_ms = 0.0  # media time of the current pass's first frame
         self._next_sample_ms = 0.0
-        self._native_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        self._index = 0
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            raise self._error("cannot open video")
+        return capture
 
     def read(self) -> Captured | None:
         assert self._capture is not None, "open() first"
         interval = 1000.0 / self.fps
-        while True:
+        while not self._cancelled.is_set():
             if not self._capture.grab():
                 if self._loop and self._index > 0:
-                    self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    self._epoch_ms += int(self._index * 1000.0 / self._native_fps)
-                    self._next_sample_ms = 0.0
+                    self._capture.release()
+                    self._capture = self._open_capture()
+                    self._pass_offset_ms += self._index * 1000.0 / self._native_fps
                     self._index = 0
                     continue
                 return None
-            media_ms = self._index * 1000.0 / self._native_fps
+            media_ms = self._pass_offset_ms + self._index * 1000.0 / self._native_fps
             self._index += 1
             if media_ms + 1e-6 < self._next_sample_ms:
                 continue  # grabbed, never retrieved: no colour conversion for skipped frames
-            self._next_sample_ms = media_ms + interval
+            self._next_sample_ms = (int(media_ms / interval + 1e-6) + 1) * interval
             ok, image = self._capture.retrieve()
             if not ok or image is None:
-                raise CameraError(f"{self.spec.redacted_url}: frame {self._index} does not decode")
-            if self._realtime:
-                delay = self._opened_at + media_ms / 1000.0 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            return Captured(np.asarray(image, np.uint8), self._epoch_ms + int(media_ms))
+                raise self._error(f"frame {self._index} does not decode")
+            if self._realtime and not self._sleep(self._opened_at + media_ms / 1000.0 - time.monotonic()):
+                return None
+            return Captured(np.asarray(image, np.uint8), self._epoch_ms + round(media_ms))
+        return None
 
     def close(self) -> None:
         if self._capture is not None:
@@ -132,7 +163,12 @@ class VideoFile(FrameSource):
 
 
 class LiveStream(FrameSource):
-    """rtsp:// or http(s):// through FFmpeg, read by a grab thread that keeps the newest frame."""
+    """A live camera read by a grab thread that keeps only the newest frame.
+
+    http(s) URLs that serve MJPEG are read by facestream's MJPEG reader, which keeps JPEG
+    bytes and decodes only the frames the sampler takes; anything else (RTSP, other HTTP
+    streams) goes through FFmpeg, which decodes every frame as video codecs require.
+    """
 
     live = True
 
@@ -140,108 +176,193 @@ class LiveStream(FrameSource):
         super().__init__(spec, fps)
         self._stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
-        self._latest: Captured | None = None
-        self._taken_at = -1
-        self._error: str | None = None
-        self._stop = threading.Event()
+        self._latest: tuple[int, int, Image | bytes] | None = None  # (sequence, captured_at_ms, frame)
+        self._taken = 0
+        self._failure: str | None = None
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._mjpeg: MjpegReader | None = None
+        self.undecodable = 0
+        """Frames the camera sent that did not decode (garbage, truncated); skipped."""
+
+    @property
+    def transport(self) -> str:
+        """'mjpeg' or 'ffmpeg': which reader the last open() chose."""
+        return "mjpeg" if self._mjpeg is not None else "ffmpeg"
 
     def open(self) -> None:
+        self.close()
+        self._stop = threading.Event()
+        self._latest, self._taken, self._failure = None, 0, None
+        self._mjpeg = None
+        capture: cv2.VideoCapture | None = None
+        if self.spec.url.lower().startswith(("http://", "https://")):
+            try:
+                self._mjpeg = open_mjpeg(self.spec.url, self._stall_timeout_s)
+            except CameraError as exc:
+                raise self._error(str(exc)) from None
+        if self._mjpeg is None:
+            capture = self._open_ffmpeg()
+        self._next_tick = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._grab_loop,
+            args=(self._stop, self._mjpeg, capture),
+            name=f"grab-{self.spec.camera_id}",
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _open_ffmpeg(self) -> cv2.VideoCapture:
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        timeout_ms = int(self._stall_timeout_s * 1000)
         capture = cv2.VideoCapture(
             self.spec.url,
             cv2.CAP_FFMPEG,
-            [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                int(self._stall_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                int(self._stall_timeout_s * 1000),
-            ],
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
         )
         if not capture.isOpened():
-            raise CameraError(f"{self.spec.redacted_url}: cannot connect")
-        self._capture = capture
-        self._stop.clear()
-        self._error = None
-        self._latest = None
-        self._next_tick = time.monotonic()
-        self._thread = threading.Thread(
-            target=self._grab_loop, name=f"grab-{self.spec.camera_id}", daemon=True
-        )
-        self._thread.start()
+            capture.release()
+            raise self._error("cannot connect")
+        return capture
 
-    def _grab_loop(self) -> None:
-        while not self._stop.is_set():
-            ok, image = self._capture.read()
-            if not ok or image is None:
+    def _grab_loop(
+        self, stop: threading.Event, mjpeg: MjpegReader | None, capture: cv2.VideoCapture | None
+    ) -> None:
+        """Owns the connection: reads until stopped or failed, then releases it."""
+        sequence = 0
+        try:
+            while not stop.is_set():
+                frame: Image | bytes
+                if mjpeg is not None:
+                    frame = mjpeg.next_part()
+                else:
+                    assert capture is not None
+                    ok, image = capture.read()
+                    if not ok or image is None:
+                        raise CameraError("stream ended or read failed")
+                    frame = np.asarray(image, np.uint8)
+                sequence += 1
                 with self._lock:
-                    self._error = "stream ended or read failed"
-                return
-            with self._lock:
-                self._latest = Captured(np.asarray(image, np.uint8), now_ms())
+                    if stop.is_set():  # closed meanwhile: a newer connection may own _latest now
+                        break
+                    self._latest = (sequence, now_ms(), frame)
+        except CameraError as exc:
+            if not stop.is_set():
+                with self._lock:
+                    self._failure = str(exc)
+        finally:
+            if mjpeg is not None:
+                mjpeg.close()
+            if capture is not None:
+                capture.release()
 
     def read(self) -> Captured | None:
         self._next_tick += 1.0 / self.fps
-        delay = self._next_tick - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
+        behind = time.monotonic() - self._next_tick
+        if behind > 0:
             self._next_tick = time.monotonic()  # fell behind: never try to catch up
+        elif not self._sleep(-behind):
+            return None
         deadline = time.monotonic() + self._stall_timeout_s
-        while True:
+        while not self._cancelled.is_set():
             with self._lock:
-                latest, error = self._latest, self._error
-            if latest is not None and latest.captured_at_ms != self._taken_at:
-                self._taken_at = latest.captured_at_ms
-                return latest
-            if error is not None:
-                raise CameraError(f"{self.spec.redacted_url}: {error}")
+                latest, failure = self._latest, self._failure
+            if latest is not None and latest[0] > self._taken:
+                self._taken = latest[0]
+                image = self._decoded(latest[2])
+                if image is not None:
+                    return Captured(image, latest[1])
+            elif failure is not None:
+                raise self._error(failure)
             if time.monotonic() > deadline:
-                raise CameraError(f"{self.spec.redacted_url}: no new frame for {self._stall_timeout_s:.0f}s")
-            time.sleep(0.01)
+                bad = f" ({self.undecodable} undecodable so far)" if self.undecodable else ""
+                raise self._error(f"no new frame for {self._stall_timeout_s:g}s{bad}")
+            self._sleep(0.005)
+        return None
+
+    def _decoded(self, frame: Image | bytes) -> Image | None:
+        if not isinstance(frame, bytes):
+            return frame
+        try:
+            return decode_jpeg(frame, max_pixels=MAX_FRAME_PIXELS)
+        except InvalidMessage:
+            self.undecodable += 1
+            return None
 
     def close(self) -> None:
         self._stop.set()
+        if self._mjpeg is not None:
+            self._mjpeg.interrupt()  # the grab thread's socket read fails at once; it closes
         if self._thread is not None:
-            self._thread.join(timeout=self._stall_timeout_s)
-        capture = getattr(self, "_capture", None)
-        if capture is not None:
-            capture.release()
+            # FFmpeg cannot be interrupted: its read returns within the stall timeout, and
+            # the grab thread releases the capture itself, so nothing is freed under it
+            self._thread.join(timeout=self._stall_timeout_s + 1.0)
+            self._thread = None
 
 
 class SnapshotFolder(FrameSource):
-    """A camera that writes JPEG snapshots into a folder: each tick yields the newest new one."""
+    """A camera that writes JPEG snapshots into a folder: each tick yields the newest new one.
+
+    A snapshot is only taken once it is complete (a JPEG must end with its end-of-image
+    marker), since cameras upload into the folder while it is being watched. What was
+    already taken stays taken across reconnects.
+    """
 
     live = True
 
     def __init__(self, spec: CameraSpec, fps: float, *, stall_timeout_s: float = 10.0) -> None:
         super().__init__(spec, fps)
         self._stall_timeout_s = stall_timeout_s
+        self._last_mtime_ns = -1
 
     def open(self) -> None:
         self._dir = Path(self.spec.url)
         if not self._dir.is_dir():
-            raise CameraError(f"{self._dir}: not a folder")
-        self._last_mtime_ns = -1
+            raise self._error("not a folder")
         self._next_tick = time.monotonic()
 
     def read(self) -> Captured | None:
         deadline = time.monotonic() + self._stall_timeout_s
         while True:
-            self._next_tick += 1.0 / self.fps
-            time.sleep(max(0.0, self._next_tick - time.monotonic()))
-            newest = max(
-                (p for p in self._dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                key=lambda p: p.stat().st_mtime_ns,
-                default=None,
-            )
-            if newest is not None and newest.stat().st_mtime_ns > self._last_mtime_ns:
-                image = cv2.imread(str(newest), cv2.IMREAD_COLOR)
-                if image is not None:
-                    self._last_mtime_ns = newest.stat().st_mtime_ns
-                    return Captured(np.asarray(image, np.uint8), self._last_mtime_ns // 1_000_000)
+            self._next_tick = max(self._next_tick + 1.0 / self.fps, time.monotonic())
+            if not self._sleep(self._next_tick - time.monotonic()):
+                return None
+            newest = self._newest()
+            if newest is not None:
+                mtime_ns, image = newest
+                self._last_mtime_ns = mtime_ns
+                return Captured(image, mtime_ns // 1_000_000)
             if time.monotonic() > deadline:
-                raise CameraError(f"{self._dir}: no new snapshot for {self._stall_timeout_s:.0f}s")
+                raise self._error(f"no new snapshot for {self._stall_timeout_s:g}s")
+
+    def _newest(self) -> tuple[int, Image] | None:
+        """The newest complete image written after the last one taken, if any."""
+        try:
+            entries = [p for p in self._dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        except OSError as exc:
+            raise self._error(f"cannot list folder: {exc.strerror}") from None
+        stamped = []
+        for path in entries:
+            try:
+                stamped.append((path.stat().st_mtime_ns, path))
+            except OSError:
+                continue  # removed between listing and stat
+        for mtime_ns, path in sorted(stamped, reverse=True):
+            if mtime_ns <= self._last_mtime_ns:
+                return None
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if path.suffix.lower() in (".jpg", ".jpeg") and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+                return None  # still being written: take it on a later tick
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is not None:
+                return mtime_ns, np.asarray(image, np.uint8)
+        return None
+
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
 def open_source(
@@ -255,7 +376,7 @@ def open_source(
     """The source type is decided by the URL: scheme, then what the path is."""
     fps = spec.fps or default_fps
     url = spec.url
-    if url.startswith(("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")):
+    if url.lower().startswith(LIVE_SCHEMES):
         return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s)
     path = Path(url)
     if path.is_dir():

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from facestream.errors import ConfigError
+from facestream.errors import ConfigError, InvalidMessage
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -23,9 +23,12 @@ class CameraSpec(BaseModel):
     camera_id: str = Field(pattern=CAMERA_ID, description="unique id; the Kafka key of its frames")
     url: str = Field(
         min_length=1,
+        repr=False,  # it may hold credentials; `redacted_url` is what logs may show
         description="video file, image file, folder of snapshots, rtsp:// or http(s):// stream",
     )
-    fps: float | None = Field(None, gt=0, le=30, description="sampling rate; default the sampler's")
+    fps: float | None = Field(
+        None, gt=0, le=30, allow_inf_nan=False, description="sampling rate; default the sampler's"
+    )
     zone: str = Field("default", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="camera group, for rules")
     enabled: bool = Field(True, description="a disabled camera is not opened")
     start_at_ms: int | None = Field(
@@ -37,27 +40,85 @@ class CameraSpec(BaseModel):
         return redact(self.url)
 
 
+SECRET_PARAMS = re.compile(
+    r"(user(name)?|login|pass(word|wd)?|pwd|token|access_token|api_?key|key|auth|secret|sig(nature)?)",
+    re.IGNORECASE,
+)
+
+
 def redact(url: str) -> str:
-    """The URL without user:password, for logs and the `source` field of every message."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
+    """The URL without credentials, for logs, metrics and the `source` field of every message.
+
+    Credentials hide in two places in camera URLs: the user:password part, and query
+    parameters such as `?user=admin&pwd=...` that many cheap cameras use instead.
+    """
+    try:
+        parts = urlsplit(url)
+        has_userinfo = parts.password is not None or parts.username is not None
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # e.g. a port that is not a number: show nothing that might be secret
+        return "<unparseable url>"
+    query = "&".join(_redact_param(p) for p in parts.query.split("&")) if parts.query else ""
+    if not has_userinfo and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    netloc = f"***@{host}" if has_userinfo else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The credential strings in a URL, longest first, to scrub from any text that might echo them.
+
+    A bare user name is left out: it is no secret by itself, and scrubbing a short one
+    ("op") would mangle ordinary words of the message.
+    """
+    try:
+        parts = urlsplit(url)
+        found = {parts.password or ""}
+    except ValueError:
+        return [url]
+    for param in parts.query.split("&"):
+        name, sep, value = param.partition("=")
+        if sep and SECRET_PARAMS.fullmatch(name):
+            found.add(value)
+    if parts.password:
+        found.add(f"{parts.username}:{parts.password}")
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def _redact_param(param: str) -> str:
+    name, sep, _ = param.partition("=")
+    return f"{name}=***" if sep and SECRET_PARAMS.fullmatch(name) else param
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first wrong field and what is wrong (never its value: it may be secret)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "camera"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def parse_camera(data: bytes | str | dict[str, object]) -> CameraSpec:
-    """Validate one camera config; a bad one raises ConfigError saying what is wrong."""
+    """Validate one camera config; a bad one raises ConfigError saying what is wrong.
+
+    Bytes are either JSON or the Avro wire format of the `cameras` subject (first byte 0).
+    """
+    if isinstance(data, bytes) and data[:1] == b"\x00":
+        from facestream import codec  # codec imports this module
+
+        try:
+            return codec.CAMERAS.decode(data)
+        except InvalidMessage as exc:
+            raise ConfigError(f"invalid camera config: {exc}") from None
     try:
         if isinstance(data, dict):
             return CameraSpec.model_validate(data)
         return CameraSpec.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "camera"
-        raise ConfigError(f"invalid camera config: {where}: {first['msg']}") from None
+        raise ConfigError(f"invalid camera config: {describe_validation_error(exc)}") from None
 
 
 def load_cameras(path: Path) -> list[CameraSpec]:
