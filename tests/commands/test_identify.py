@@ -1,0 +1,225 @@
+"""The acceptance of `facestream identify`, through the real CLI in a real process.
+
+With enroll/ enrolled (one identity per name prefix), every person of the shared photos who is
+enrolled is found, nobody else is, and a camera video gives one candidate per person per
+episode. The gallery is built once for the module (`facestream gallery enroll` per identity).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facestream.settings import MatcherSettings, ModelSettings
+from tests.fixtures.media import (
+    RESOLUTIONS,
+    RETURN_GAP_S,
+    SCENE_PEOPLE,
+    UNENROLLED,
+    enrolled_identities,
+    facestream_cli,
+    grant_authorisation,
+    non_log_lines,
+)
+
+THRESHOLD = MatcherSettings().match_threshold
+Candidates = list[dict[str, Any]]
+
+
+def facestream(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
+    return facestream_cli(*args, model_dir=model_dir)
+
+
+def candidates(result: subprocess.CompletedProcess[str]) -> Candidates:
+    """stdout parsed, checking that it holds nothing but candidate JSON lines."""
+    out = []
+    for line in result.stdout.splitlines():
+        obj = json.loads(line)
+        assert isinstance(obj, dict)
+        assert {"identity", "score", "source", "frame_ts", "bbox"} <= obj.keys(), obj
+        assert THRESHOLD <= obj["score"] <= 1.0
+        datetime.fromisoformat(obj["frame_ts"])
+        x1, y1, x2, y2 = obj["bbox"]
+        assert 0 <= x1 < x2 and 0 <= y1 < y2
+        out.append(obj)
+    return out
+
+
+def of(found: Candidates, source: Path) -> list[str]:
+    """Identities found in one source, left to right."""
+    hits = [c for c in found if c["source"] == str(source)]
+    return [c["identity"] for c in sorted(hits, key=lambda c: c["bbox"][0] + c["bbox"][2])]
+
+
+@pytest.fixture(scope="module")
+def models(model_settings: ModelSettings) -> Path:
+    return model_settings.model_dir
+
+
+@pytest.fixture(scope="module")
+def gallery(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory, models: Path) -> str:
+    directory = str(tmp_path_factory.mktemp("identify") / "gallery")
+    auth = grant_authorisation(directory, model_dir=models)
+    for identity, photos in enrolled_identities(faces_dir).items():
+        result = facestream(
+            "gallery", "enroll", "--gallery", directory, "--authorisation", auth, "--identity", identity,
+            *map(str, photos), model_dir=models,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def stills_run(faces_dir: Path, gallery: str, models: Path) -> subprocess.CompletedProcess[str]:
+    return facestream(
+        "identify",
+        "--gallery",
+        gallery,
+        str(faces_dir / "probe"),
+        str(faces_dir / "scenes"),
+        model_dir=models,
+    )
+
+
+@pytest.fixture(scope="module")
+def stills(stills_run: subprocess.CompletedProcess[str]) -> Candidates:
+    assert stills_run.returncode == 0, stills_run.stderr
+    return candidates(stills_run)
+
+
+def test_the_enrolled_identities(faces_dir: Path) -> None:
+    assert sorted(enrolled_identities(faces_dir)) == ["alex_lacamoire", "biden", "obama", "rose_leslie"]
+
+
+def test_stills_exit_0_with_only_json_on_stdout_and_no_errors(
+    stills_run: subprocess.CompletedProcess[str], stills: Candidates
+) -> None:
+    assert stills_run.returncode == 0
+    assert stills
+    assert non_log_lines(stills_run.stderr) == []
+
+
+def test_every_probe_photo_matches_its_identity(faces_dir: Path, stills: Candidates) -> None:
+    probe = faces_dir / "probe"
+    assert of(stills, probe / "alex_lacamoire.jpg") == ["alex_lacamoire"]
+    assert of(stills, probe / "obama.jpg") == ["obama"]
+
+
+def test_the_unenrolled_person_matches_nothing(faces_dir: Path, stills: Candidates) -> None:
+    assert of(stills, faces_dir / "probe" / f"{UNENROLLED}_unenrolled.jpg") == []
+    assert UNENROLLED not in {c["identity"] for c in stills}
+
+
+def test_both_enrolled_faces_of_each_scene_are_found(faces_dir: Path, stills: Candidates) -> None:
+    enrolled = set(enrolled_identities(faces_dir))
+    scenes = faces_dir / "scenes"
+    assert of(stills, scenes / "obama_and_biden.jpg") == ["biden", "obama"]  # not the person behind
+    assert of(stills, scenes / "two_people.jpg") == ["obama", "biden"]
+    assert of(stills, scenes / "kit_harington_and_rose_leslie.jpg") == ["rose_leslie"]
+    for scene, people in SCENE_PEOPLE.items():
+        assert of(stills, scenes / f"{scene}.jpg") == [p for p in people if p in enrolled]
+
+
+def test_obama_is_found_at_every_resolution(faces_dir: Path, stills: Candidates) -> None:
+    for res in RESOLUTIONS:
+        assert of(stills, faces_dir / "scenes" / f"obama_{res}.jpg") == ["obama"], res
+
+
+def test_nothing_else_is_reported(faces_dir: Path, stills: Candidates) -> None:
+    photos = sorted([*(faces_dir / "probe").glob("*.jpg"), *(faces_dir / "scenes").glob("*.jpg")])
+    assert sorted(c["source"] for c in stills) == sorted(str(p) for p in photos for _ in of(stills, p))
+    assert len(stills) == 2 + 2 + 2 + 1 + len(RESOLUTIONS)
+
+
+@pytest.fixture(scope="module")
+def video_run(
+    walk_past_video: Path, comes_back_video: Path, gallery: str, models: Path
+) -> subprocess.CompletedProcess[str]:
+    """Both videos at 5 fps (each person is in ~10 sampled frames), episodes ending after 1 s."""
+    return facestream(
+        "identify", "--gallery", gallery, "--fps", "5", "--episode-gap-s", "1",
+        str(walk_past_video), str(comes_back_video), model_dir=models,
+    )  # fmt: skip
+
+
+def test_a_video_gives_one_candidate_per_person_per_episode(
+    video_run: subprocess.CompletedProcess[str], walk_past_video: Path
+) -> None:
+    assert video_run.returncode == 0, video_run.stderr
+    found = [c for c in candidates(video_run) if c["source"] == str(walk_past_video)]
+    assert sorted(c["identity"] for c in found) == ["alex_lacamoire", "obama"]
+    at = {c["identity"]: c["frame_ts_ms"] for c in found}
+    # obama opens the video; alex appears after obama's and kit_harington's 2 s each
+    assert at["alex_lacamoire"] - at["obama"] == pytest.approx(4000, abs=500)
+
+
+def test_a_gap_longer_than_the_episode_gap_gives_a_second_candidate(
+    video_run: subprocess.CompletedProcess[str], comes_back_video: Path
+) -> None:
+    found = [c for c in candidates(video_run) if c["source"] == str(comes_back_video)]
+    assert [c["identity"] for c in found] == ["obama", "obama"]
+    assert len({c["episode_id"] for c in found}) == 2
+    assert found[1]["frame_ts_ms"] - found[0]["frame_ts_ms"] >= RETURN_GAP_S * 1000
+
+
+def test_a_gap_shorter_than_the_episode_gap_keeps_one_candidate(
+    comes_back_video: Path, gallery: str, models: Path
+) -> None:
+    result = facestream(
+        "identify", "--gallery", gallery, "--fps", "5", "--episode-gap-s", str(RETURN_GAP_S + 5),
+        str(comes_back_video), model_dir=models,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [c["identity"] for c in candidates(result)] == ["obama"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["identify"], "required: SOURCE"),
+        (["identify", "--match-threshold", "high", "x.jpg"], "--match-threshold"),
+        (["identify", "--episode-gap-s", "-1", "x.jpg"], "--episode-gap-s"),
+        (["identify", "--detector-type", "yolo", "x.jpg"], "invalid choice"),
+        (["identify", "--no-such-flag", "x.jpg"], "unrecognized arguments"),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(args: list[str], says: str, models: Path) -> None:
+    result = facestream(*args, model_dir=models)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = non_log_lines(result.stderr)
+    assert line.startswith("facestream") and says in line
+
+
+def test_a_missing_source_is_a_clear_error(gallery: str, tmp_path: Path, models: Path) -> None:
+    missing = tmp_path / "no_such_camera.mp4"
+    result = facestream("identify", "--gallery", gallery, str(missing), model_dir=models)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert non_log_lines(result.stderr) == [f"facestream: error: source {missing}: no such file or folder"]
+
+
+def test_a_missing_gallery_is_a_clear_error(faces_dir: Path, tmp_path: Path, models: Path) -> None:
+    result = facestream(
+        "identify", "--gallery", str(tmp_path / "nobody"), str(faces_dir / "probe"), model_dir=models
+    )
+    assert result.returncode == 2
+    (line,) = non_log_lines(result.stderr)
+    assert "enroll someone first" in line
+
+
+def test_a_broken_source_fails_alone_and_loses_nothing(
+    faces_dir: Path, gallery: str, tmp_path: Path, models: Path
+) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    obama = faces_dir / "probe" / "obama.jpg"
+    result = facestream("identify", "--gallery", gallery, str(broken), str(obama), model_dir=models)
+    assert result.returncode == 1
+    assert of(candidates(result), obama) == ["obama"]
+    assert str(broken) in result.stderr
