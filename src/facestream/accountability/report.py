@@ -1,0 +1,231 @@
+"""The transparency report: what was searched for, found, confirmed and rejected, per authorisation.
+
+Computed only from the audit log (after it verifies), so it agrees with the log by
+construction, and it names the log's head so anyone holding the log can recompute it. It
+holds no personal data: no identities, no images, no names of staff — only authorisation
+ids, case references, purposes, validity and counts. What each count means:
+
+| count | audit records, with `at_ms` in [from, to) |
+| --- | --- |
+| searches | `identify.run`: one per authorisation in `objects.authorisations` (or `authorisation_id`) |
+| candidates | `candidate.open` under the authorisation |
+| confirmed | `alert.confirmed` (two reviewers agreed) |
+| rejected | `review.reject` |
+| expired | `candidate.expire` (the review window ended without a decision) |
+| enrollments | `gallery.enroll` |
+
+An authorisation's case reference, purpose and validity come from its `authorisation.grant`
+record (objects `case_ref`, `purpose`, `valid_from_ms`, `valid_until_ms`); its status at the
+end of the period from `authorisation.revoke` / `authorisation.expire` records before `to`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from facestream.accountability.audit import AuditRecord
+from facestream.accountability.clock import iso
+
+SEARCH = "identify.run"
+GRANT = "authorisation.grant"
+REVOKE = "authorisation.revoke"
+EXPIRE = "authorisation.expire"
+COUNTED: Mapping[str, str] = {
+    "candidate.open": "candidates",
+    "alert.confirmed": "confirmed",
+    "review.reject": "rejected",
+    "candidate.expire": "expired",
+    "gallery.enroll": "enrollments",
+}
+COUNTS = ("searches", "candidates", "confirmed", "rejected", "expired", "enrollments")
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """Which log the report was computed from: anyone holding it can check the report against it."""
+
+    path: str
+    chain: str | None
+    records: int
+    last_seq: int | None
+    last_hash: str | None
+
+
+@dataclass
+class _Authorisation:
+    id: str
+    case_ref: str | None = None
+    purpose: str | None = None
+    valid_from_ms: int | None = None
+    valid_until_ms: int | None = None
+    granted_at_ms: int | None = None
+    ended: str | None = None
+    ended_at_ms: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def overlaps(self, lo: int, hi: int) -> bool:
+        if self.valid_from_ms is None or self.valid_until_ms is None:
+            return False
+        ended = self.ended_at_ms if self.ended_at_ms is not None else self.valid_until_ms
+        return self.valid_from_ms < hi and min(self.valid_until_ms, ended) > lo
+
+    def status(self) -> str:
+        return self.ended or ("active" if self.granted_at_ms is not None else "unknown")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "authorisation_id": self.id,
+            "case_ref": self.case_ref,
+            "purpose": self.purpose,
+            "valid_from": iso(self.valid_from_ms) if self.valid_from_ms is not None else None,
+            "valid_until": iso(self.valid_until_ms) if self.valid_until_ms is not None else None,
+            "status_at_end": self.status(),
+            "ended_at": iso(self.ended_at_ms) if self.ended_at_ms is not None else None,
+            **{name: self.counts[name] for name in COUNTS},
+        }
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def transparency(records: Iterable[AuditRecord], from_ms: int, to_ms: int, log: LogState) -> dict[str, Any]:
+    """The report as a JSON-ready dict; `records` are a verified log, in order."""
+    auths: dict[str, _Authorisation] = {}
+    searches = 0
+    in_period = 0
+
+    def auth(auth_id: str) -> _Authorisation:
+        return auths.setdefault(auth_id, _Authorisation(auth_id))
+
+    for rec in records:
+        if rec.at_ms >= to_ms:
+            continue
+        _track_status(rec, auth)
+        if rec.at_ms < from_ms:
+            continue
+        in_period += 1
+        if rec.action == SEARCH:
+            searches += 1
+            for auth_id in _searched(rec):
+                auth(auth_id).counts["searches"] += 1
+        elif rec.action in COUNTED and rec.authorisation_id is not None:
+            auth(rec.authorisation_id).counts[COUNTED[rec.action]] += 1
+    rows = [
+        a.to_json()
+        for a in sorted(auths.values(), key=lambda a: (a.granted_at_ms or 0, a.id))
+        if sum(a.counts.values()) or a.overlaps(from_ms, to_ms)
+    ]
+    totals = {name: sum(row[name] for row in rows) for name in COUNTS}
+    totals["searches"] = searches
+    return {
+        "report": "transparency",
+        "period": {"from": iso(from_ms), "to": iso(to_ms), "from_ms": from_ms, "to_ms": to_ms},
+        "audit_log": {
+            "path": log.path,
+            "chain": log.chain,
+            "records": log.records,
+            "records_in_period": in_period,
+            "last_seq": log.last_seq,
+            "last_hash": log.last_hash,
+            "verified": True,
+        },
+        "totals": totals,
+        "authorisations": rows,
+        "definitions": {
+            "searches": "identify runs that checked the authorisation's entries",
+            "candidates": "faces that matched one of its entries and went to review",
+            "confirmed": "candidates two different reviewers confirmed (alerts)",
+            "rejected": "candidates a reviewer rejected",
+            "expired": "candidates whose review window ended without a decision",
+            "enrollments": "enrollment actions under the authorisation",
+        },
+    }
+
+
+def _track_status(rec: AuditRecord, auth: Any) -> None:
+    if rec.authorisation_id is None:
+        return
+    if rec.action == GRANT:
+        a = auth(rec.authorisation_id)
+        a.granted_at_ms = rec.at_ms
+        a.case_ref = _text(rec.objects.get("case_ref"))
+        a.purpose = _text(rec.objects.get("purpose"))
+        a.valid_from_ms = _int(rec.objects.get("valid_from_ms"))
+        a.valid_until_ms = _int(rec.objects.get("valid_until_ms"))
+    elif rec.action in (REVOKE, EXPIRE):
+        a = auth(rec.authorisation_id)
+        if a.ended is None:
+            a.ended = "revoked" if rec.action == REVOKE else "expired"
+            a.ended_at_ms = rec.at_ms
+
+
+def _searched(rec: AuditRecord) -> list[str]:
+    checked = rec.objects.get("authorisations")
+    ids = [a for a in checked if isinstance(a, str)] if isinstance(checked, list) else []
+    if rec.authorisation_id is not None:
+        ids.append(rec.authorisation_id)
+    return list(dict.fromkeys(ids))
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 84rem; padding: 0 1rem; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
+th, td { border: 1px solid #c8c8c8; padding: .35rem .6rem; text-align: left; }
+th { background: #f0f0f0; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td code, td.t { white-space: nowrap; } table { font-size: .92rem; }
+.meta { color: #555; font-size: .9rem; } code { font-size: .85rem; word-break: break-all; }
+"""
+
+
+def to_html(report: Mapping[str, Any]) -> str:
+    """A readable page of the same report; every value is escaped."""
+
+    def e(value: Any) -> str:
+        return html.escape("—" if value is None else str(value))
+
+    period, log, totals = report["period"], report["audit_log"], report["totals"]
+    head = "".join(f"<th>{e(n)}</th>" for n in COUNTS)
+    total_row = "".join(f'<td class="n">{e(totals[n])}</td>' for n in COUNTS)
+    rows = []
+    for row in report["authorisations"]:
+        cells = "".join(f'<td class="n">{e(row[n])}</td>' for n in COUNTS)
+        rows.append(
+            f"<tr><td><code>{e(row['authorisation_id'])}</code></td><td>{e(row['case_ref'])}</td>"
+            f"<td>{e(row['purpose'])}</td>"
+            f"<td class='t'>{e(row['valid_from'])}<br>to {e(row['valid_until'])}</td>"
+            f"<td>{e(row['status_at_end'])}</td>{cells}</tr>"
+        )
+    body = "\n".join(rows) or f'<tr><td colspan="{5 + len(COUNTS)}">no authorisation in this period</td></tr>'
+    definitions = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in report["definitions"].items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Transparency report {e(period["from"])} to {e(period["to"])}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>Real-time face recognition: transparency report</h1>
+<p>Period: <strong>{e(period["from"])}</strong> to <strong>{e(period["to"])}</strong>.
+Counts only; no identities, images or staff names.</p>
+<h2>Totals</h2>
+<table><tr>{head}</tr><tr>{total_row}</tr></table>
+<h2>Per authorisation</h2>
+<table>
+<tr><th>authorisation</th><th>case</th><th>purpose</th><th>valid</th><th>status at end</th>{head}</tr>
+{body}
+</table>
+<h2>What the counts mean</h2>
+<dl>{definitions}</dl>
+<p class="meta">Computed from the verified audit log {e(log["path"])} (chain {e(log["chain"])},
+{e(log["records"])} records, {e(log["records_in_period"])} in the period; last record
+seq {e(log["last_seq"])}, hash <code>{e(log["last_hash"])}</code>).</p>
+</body></html>
+"""
