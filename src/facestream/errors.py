@@ -46,3 +46,15 @@ class ModelError(FacestreamError):
 
 class CameraError(FacestreamError):
     """A camera source cannot be opened or read; the sampler retries it with backoff."""
+
+
+class AuditError(FacestreamError):
+    """The audit log cannot be written (refused content, damaged tail, no key): the action must not go on."""
+
+
+class PermissionDenied(FacestreamError):
+    """The actor lacks the role an action needs (roles are assigned in the gallery directory)."""
+
+
+class NotAuthorised(FacestreamError):
+    """No active, in-scope authorisation covers the action (unknown, revoked, expired or not yet valid)."""

@@ -1,4 +1,9 @@
-"""`facestream gallery`: enroll, list and remove watchlist identities."""
+"""`facestream gallery`: enroll, list, remove and re-embed watchlist identities.
+
+Enrolling needs the `officer` role and an authorisation in force (`--authorisation ID`);
+the entries carry its id and end of validity, and the photos are kept encrypted for
+re-embedding. Every change is audited. Opening the gallery first purges what has ended.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
 from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.errors import ConfigError
@@ -13,43 +19,121 @@ from facestream.settings import DetectorSettings, EmbedderSettings, GallerySetti
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("gallery", help="enroll, list and remove watchlist identities")
+    from facestream.accountability.roles import add_actor_flag
+
+    p = sub.add_parser("gallery", help="enroll, list, remove and re-embed watchlist identities")
     gsub = p.add_subparsers(dest="gallery_command", required=True, parser_class=OneLineParser)
     enroll = gsub.add_parser(
         "enroll",
-        help="enroll an identity from one or more photos",
-        description="Enroll an identity: each photo must show one clear face.",
+        help="enroll an identity from one or more photos, under an authorisation (role officer)",
+        description="Enroll an identity under an authorisation in force: each photo must show one "
+        "clear face. The photos are kept encrypted, only to re-embed them when the model changes.",
     )
     enroll.add_argument("--identity", required=True, help="name of the person (1-128 characters)")
+    enroll.add_argument(
+        "--authorisation",
+        default=None,
+        metavar="ID",
+        help="id of the authorisation the entry exists under (facestream authorisation grant)",
+    )
     enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
-    add_settings(enroll, GallerySettings, DetectorSettings, EmbedderSettings, ModelSettings)
+    add_actor_flag(enroll)
+    add_settings(
+        enroll,
+        GallerySettings,
+        AccountabilitySettings,
+        PhotoSettings,
+        DetectorSettings,
+        EmbedderSettings,
+        ModelSettings,
+    )
     enroll.set_defaults(handler=enroll_photos)
-    listing = gsub.add_parser("list", help="list enrolled entries, one JSON object each")
-    add_settings(listing, GallerySettings)
+    listing = gsub.add_parser("list", help="list enrolled entries, one JSON object each (officer/auditor)")
+    add_actor_flag(listing)
+    add_settings(listing, GallerySettings, AccountabilitySettings)
     listing.set_defaults(handler=list_entries)
-    remove = gsub.add_parser("remove", help="remove an identity and all its entries")
+    remove = gsub.add_parser("remove", help="remove an identity: its entries and photos (role officer)")
     remove.add_argument("--identity", required=True, help="name of the person")
-    add_settings(remove, GallerySettings)
+    add_actor_flag(remove)
+    add_settings(remove, GallerySettings, AccountabilitySettings)
     remove.set_defaults(handler=remove_identity)
+    reembed = gsub.add_parser(
+        "reembed",
+        help="re-embed every entry in force from its kept photo with the configured model (role officer)",
+        description="After a model change: enroll each kept photo again with the model given by the "
+        "embedder flags, under the same identity and authorisation; with --drop-old, then remove "
+        "the entries of other models.",
+    )
+    reembed.add_argument("--drop-old", action="store_true", help="remove entries of other models afterwards")
+    add_actor_flag(reembed)
+    add_settings(
+        reembed,
+        GallerySettings,
+        AccountabilitySettings,
+        PhotoSettings,
+        DetectorSettings,
+        EmbedderSettings,
+        ModelSettings,
+    )
+    reembed.set_defaults(handler=reembed_entries)
 
 
 def enroll_photos(args: argparse.Namespace) -> int:
-    from facestream.gallery.enroll import Enroller
-    from facestream.gallery.store import Gallery
+    from facestream.accountability.authorisations import AuthorisationStore
+    from facestream.accountability.photos import PhotoVault, load_photo_key
+    from facestream.accountability.purge import erase_photos_of
+    from facestream.accountability.roles import RoleStore, resolve_actor
+    from facestream.accountability.session import audit_for, open_gallery, state_dir_from
+    from facestream.gallery.enroll import Enroller, check_identity
     from facestream.vision.factory import build_embedder, build_finder
 
+    if not args.authorisation:
+        raise ConfigError(
+            "enrollment needs --authorisation ID: an authorisation in force "
+            "(see `facestream authorisation list --active`, or `authorisation grant`)"
+        )
     gallery_s = settings_from(args, GallerySettings)
+    state_dir = state_dir_from(args)
+    actor = resolve_actor(state_dir, "officer", args.actor)
+    check_identity(args.identity)
+    auth = AuthorisationStore(state_dir).usable(args.authorisation)
+    key = load_photo_key(
+        settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
+    )
+    audit = audit_for(state_dir)
     model_s = settings_from(args, ModelSettings)
     embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
     finder = build_finder(settings_from(args, DetectorSettings), model_s)
-    gallery = Gallery(gallery_s, dim=embedder.dim)
+    gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
     try:
-        result = Enroller(finder, embedder, gallery, gallery_s).enroll(args.identity, list(args.photos))
+        # The sweep may just have ended it; check again with the gallery in hand.
+        auth = AuthorisationStore(state_dir).usable(auth.id)
+        result = Enroller(finder, embedder, gallery, gallery_s).enroll(
+            args.identity,
+            list(args.photos),
+            authorisation_id=auth.id,
+            valid_until_ms=auth.valid_until_ms,
+            keeper=PhotoVault(state_dir, key),
+        )
+        entry_ids = [p.entry_id for p in result.photos]
+        try:
+            audit.append(
+                actor=actor,
+                action="gallery.enroll",
+                authorisation_id=auth.id,
+                objects={"identity": result.identity, "entries": entry_ids, "photos": len(entry_ids)},
+            )
+        except BaseException:
+            # An enrollment the audit log does not show must not exist.
+            erase_photos_of(state_dir, gallery.remove_entries(entry_ids), gallery)
+            raise
     finally:
         gallery.close()
     emit(
         {
             "identity": result.identity,
+            "authorisation_id": auth.id,
+            "valid_until_ms": auth.valid_until_ms,
             "entries": [
                 {"photo": p.photo, "entry_id": p.entry_id, "det_score": p.det_score, "size_px": p.size_px}
                 for p in result.photos
@@ -60,35 +144,85 @@ def enroll_photos(args: argparse.Namespace) -> int:
 
 
 def list_entries(args: argparse.Namespace) -> int:
-    from facestream.gallery.store import Gallery
+    from facestream.accountability.roles import resolve_actor_any
+    from facestream.accountability.session import audit_for, open_gallery, state_dir_from
 
-    gallery = Gallery(settings_from(args, GallerySettings))
+    state_dir = state_dir_from(args)
+    actor = resolve_actor_any(state_dir, ("officer", "auditor"), args.actor)
+    gallery = open_gallery(settings_from(args, GallerySettings), state_dir)
     try:
-        for entry in gallery.entries():
-            emit(
-                {
-                    "identity": entry.identity,
-                    "entry_id": entry.entry_id,
-                    "model_id": entry.model_id,
-                    "authorisation_id": entry.authorisation_id,
-                    "enrolled_at_ms": entry.enrolled_at_ms,
-                    "valid_until_ms": entry.valid_until_ms,
-                }
-            )
+        entries = gallery.entries()
     finally:
         gallery.close()
+    audit_for(state_dir).append(actor=actor, action="gallery.list", objects={"entries": len(entries)})
+    for entry in entries:
+        emit(
+            {
+                "identity": entry.identity,
+                "entry_id": entry.entry_id,
+                "model_id": entry.model_id,
+                "authorisation_id": entry.authorisation_id,
+                "enrolled_at_ms": entry.enrolled_at_ms,
+                "valid_until_ms": entry.valid_until_ms,
+            }
+        )
     return 0
 
 
 def remove_identity(args: argparse.Namespace) -> int:
-    from facestream.gallery.store import Gallery
+    from facestream.accountability.purge import erase_photos_of
+    from facestream.accountability.roles import resolve_actor
+    from facestream.accountability.session import audit_for, open_gallery, state_dir_from
 
-    gallery = Gallery(settings_from(args, GallerySettings))
+    state_dir = state_dir_from(args)
+    actor = resolve_actor(state_dir, "officer", args.actor)
+    audit = audit_for(state_dir)
+    gallery = open_gallery(settings_from(args, GallerySettings), state_dir)
     try:
-        removed = gallery.remove_identity(args.identity)
+        removed = gallery.remove_entries([e.entry_id for e in gallery.entries_of(args.identity)])
+        photos = erase_photos_of(state_dir, removed, gallery)
     finally:
         gallery.close()
     if not removed:
         raise ConfigError(f"identity {args.identity!r} is not enrolled")
-    emit({"identity": args.identity, "removed_entries": removed})
+    for auth_id in sorted({e.authorisation_id for e in removed}):
+        ids = [e.entry_id for e in removed if e.authorisation_id == auth_id]
+        audit.append(
+            actor=actor,
+            action="gallery.remove",
+            authorisation_id=auth_id or None,
+            objects={"identity": args.identity, "entries": ids},
+        )
+    emit({"identity": args.identity, "removed_entries": len(removed), "removed_photos": photos})
+    return 0
+
+
+def reembed_entries(args: argparse.Namespace) -> int:
+    from facestream.accountability.reembed import reembed
+    from facestream.accountability.roles import resolve_actor
+    from facestream.accountability.session import audit_for, open_gallery, state_dir_from
+    from facestream.vision.factory import build_embedder, build_finder
+
+    gallery_s = settings_from(args, GallerySettings)
+    state_dir = state_dir_from(args)
+    actor = resolve_actor(state_dir, "officer", args.actor)
+    model_s = settings_from(args, ModelSettings)
+    embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
+    finder = build_finder(settings_from(args, DetectorSettings), model_s)
+    gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
+    try:
+        summary = reembed(
+            state_dir,
+            gallery,
+            finder,
+            embedder,
+            gallery_s,
+            photo_settings=settings_from(args, PhotoSettings),
+            audit=audit_for(state_dir),
+            actor=actor,
+            drop_old=args.drop_old,
+        )
+    finally:
+        gallery.close()
+    emit(summary)
     return 0

@@ -3,14 +3,21 @@
 Each photo must show one clearly dominant, good-quality face. A photo with no usable face,
 or with a second comparable face (which one is the person?), is refused with a reason,
 and nothing of the request is stored: all photos are checked before any is enrolled.
+
+Entries are enrolled under an authorisation (the command checks it is in force) and carry
+its id and end of validity. The photos themselves are handed to a `PhotoKeeper` (the
+encrypted photo vault) only after every photo passed, and taken back if the gallery write
+fails, so a refused or failed request leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -38,6 +45,24 @@ class EnrolledPhoto:
 class Enrollment:
     identity: str
     photos: tuple[EnrolledPhoto, ...]
+
+
+class PhotoKeeper(Protocol):
+    """Where enrollment photos are kept for re-embedding (accountability.photos.PhotoVault)."""
+
+    def put(self, authorisation_id: str, photo_id: str, data: bytes) -> bool:
+        """Keep a photo; True when it was not kept already."""
+        ...
+
+    def delete(self, authorisation_id: str, photo_ids: Iterable[str]) -> int: ...
+
+
+def entry_id_for(identity: str, photo_digest: str, model_id: str, authorisation_id: str) -> str:
+    """Stable: the same photo of the same identity under the same authorisation and model is one
+    entry, so re-enrolling is idempotent; under another authorisation it is another entry, purged
+    with that authorisation."""
+    parts = [identity, photo_digest, model_id] + ([authorisation_id] if authorisation_id else [])
+    return stable_id("entry", *parts)
 
 
 def check_identity(identity: str) -> str:
@@ -90,22 +115,40 @@ class Enroller:
         *,
         authorisation_id: str = "",
         valid_until_ms: int = FOREVER_MS,
+        keeper: PhotoKeeper | None = None,
     ) -> Enrollment:
+        return self.enroll_images(
+            identity,
+            [(str(path), _read(path)) for path in photos],
+            authorisation_id=authorisation_id,
+            valid_until_ms=valid_until_ms,
+            keeper=keeper,
+        )
+
+    def enroll_images(
+        self,
+        identity: str,
+        images: list[tuple[str, bytes]],
+        *,
+        authorisation_id: str = "",
+        valid_until_ms: int = FOREVER_MS,
+        keeper: PhotoKeeper | None = None,
+    ) -> Enrollment:
+        """Enroll (name, encoded image) pairs: photos from files, or decrypted ones to re-embed."""
         check_identity(identity)
-        if not photos:
+        if not images:
             raise EnrollmentRefused("at least one photo is needed")
         chosen = []
-        for path in photos:
-            data = _read(path)
+        for name, data in images:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
-                raise EnrollmentRefused(f"{path}: not a readable image")
-            chosen.append((path, sha256_of(data), self.dominant_face(image, str(path))))
-        vectors = self._embedder.embed(np.stack([face.aligned for _, _, face in chosen]))
+                raise EnrollmentRefused(f"{name}: not a readable image")
+            chosen.append((name, sha256_of(data), self.dominant_face(image, name), data))
+        vectors = self._embedder.embed(np.stack([face.aligned for _, _, face, _ in chosen]))
         now = int(time.time() * 1000)
         entries = []
-        for _, digest, _ in chosen:
-            entry_id = stable_id("entry", identity, digest, self._embedder.model_id)
+        for _, digest, _, _ in chosen:
+            entry_id = entry_id_for(identity, digest, self._embedder.model_id, authorisation_id)
             entries.append(
                 GalleryEntry(
                     entry_id=entry_id,
@@ -117,12 +160,22 @@ class Enroller:
                     valid_until_ms=valid_until_ms,
                 )
             )
-        self._gallery.add(entries, vectors)
+        kept: list[str] = []
+        try:
+            if keeper is not None:
+                for entry, (_, _, _, data) in zip(entries, chosen, strict=True):
+                    if keeper.put(authorisation_id, entry.photo_id, data):
+                        kept.append(entry.photo_id)
+            self._gallery.add(entries, vectors)
+        except BaseException:
+            if keeper is not None and kept:
+                keeper.delete(authorisation_id, kept)
+            raise
         return Enrollment(
             identity,
             tuple(
-                EnrolledPhoto(str(p), e.entry_id, f.quality.det_score, f.quality.size_px)
-                for (p, _, f), e in zip(chosen, entries, strict=True)
+                EnrolledPhoto(name, e.entry_id, f.quality.det_score, f.quality.size_px)
+                for (name, _, f, _), e in zip(chosen, entries, strict=True)
             ),
         )
 

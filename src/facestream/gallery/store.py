@@ -7,12 +7,21 @@ protocol) and point every matcher and the enrollment CLI at its URI.
 Expiry is enforced at search time by a filter on `valid_until_ms`, not by Milvus' TTL
 (stored but not enforced by Lite), so an expired entry cannot match even before it is
 purged. Vectors of different models are never compared: the filter includes `model_id`.
+
+Each authorisation's entries live in their own Milvus partition. Deleting rows only hides
+them: Milvus Lite keeps deleted vectors in its WAL and segment files until a compaction it
+may never run, and a purge must erase. Dropping a partition removes its files, so purging
+an authorisation drops its partition, and removing single entries rewrites their
+partition without them (on a Milvus server: delete, then compact).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +39,15 @@ from facestream.settings import GallerySettings
 log = logging.getLogger(__name__)
 # pymilvus logs every failed RPC with a traceback; facestream reports failures itself.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+# Milvus Lite logs a locked data directory with a traceback; Gallery raises GalleryLocked instead.
+logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
+# Milvus Lite's in-process gRPC server logs a traceback for AllocTimestamp, which pymilvus 3 probes
+# and then does without; facestream runs no other gRPC server in-process.
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 FOREVER_MS = 2**62
+_QUERY_LIMIT = 16384
+"""Milvus returns at most this many rows per query (offset + limit)."""
 _SAFE = re.compile(r"^[A-Za-z0-9_.@:\-]*$")
 
 
@@ -72,6 +88,11 @@ _ENTRY_FIELDS = [
 ]
 
 
+def partition_of(authorisation_id: str) -> str:
+    """The Milvus partition of an authorisation's entries (a name Milvus accepts, for any id)."""
+    return "auth_" + hashlib.sha256(authorisation_id.encode()).hexdigest()[:32]
+
+
 def is_server_uri(gallery: str) -> bool:
     return gallery.startswith(("http://", "https://", "tcp://", "grpc://"))
 
@@ -83,8 +104,17 @@ class Gallery:
         self.settings = settings
         self.dim = dim
         self.collection = settings.collection
+        self.is_server = is_server_uri(settings.gallery)
+        # One client, shared by the matcher's stage and its purge thread: calls are serialised.
+        self._lock = threading.RLock()
+        self._closed = False
         self._client = self._connect(settings)
-        self._ensure_collection()
+        self._lite_path = None if self.is_server else _hold_lite(Path(settings.gallery) / "milvus.db")
+        try:
+            self._ensure_collection()
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _connect(settings: GallerySettings) -> MilvusClient:
@@ -131,19 +161,26 @@ class Gallery:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with self._lock:
+                return fn(*args, **kwargs)
         except MilvusException as exc:
             raise GalleryUnavailable(f"Milvus call {getattr(fn, '__name__', fn)} failed: {exc}") from exc
 
     def add(self, entries: Sequence[GalleryEntry], vectors: npt.NDArray[np.float32]) -> None:
         if len(entries) != len(vectors):
             raise ValueError("one vector per entry")
-        rows = [
-            {**{f: getattr(e, f) for f in _ENTRY_FIELDS}, "vector": v.astype(np.float32).tolist()}
-            for e, v in zip(entries, vectors, strict=True)
-        ]
-        if rows:
-            self._call(self._client.upsert, self.collection, rows)
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for e, v in zip(entries, vectors, strict=True):
+            row = {**{f: getattr(e, f) for f in _ENTRY_FIELDS}, "vector": v.astype(np.float32).tolist()}
+            by_partition.setdefault(partition_of(e.authorisation_id), []).append(row)
+        with self._lock:
+            for partition, rows in by_partition.items():
+                self._ensure_partition(partition)
+                self._call(self._client.upsert, self.collection, rows, partition_name=partition)
+
+    def _ensure_partition(self, partition: str) -> None:
+        if not self._call(self._client.has_partition, self.collection, partition):
+            self._call(self._client.create_partition, self.collection, partition)
 
     def search(
         self,
@@ -208,21 +245,124 @@ class Gallery:
     def entries_of(self, identity: str) -> list[GalleryEntry]:
         return self.entries(f"identity == {_quote_identity(identity)}")
 
+    def entries_of_authorisation(self, authorisation_id: str) -> list[GalleryEntry]:
+        return self.entries(f"authorisation_id == {_quote(authorisation_id)}")
+
     def remove_identity(self, identity: str) -> int:
         gone = self.entries_of(identity)
         self.remove_entries([e.entry_id for e in gone])
         return len(gone)
 
-    def remove_entries(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
+    def remove_entries(self, entry_ids: Sequence[str]) -> list[GalleryEntry]:
+        """Erase entries, vectors included (see the module docstring); returns those that existed."""
+        if not entry_ids:
+            return []
+        ids = ", ".join(_quote(i) for i in entry_ids)
+        with self._lock:
+            gone = self.entries(f"entry_id in [{ids}]")
             self._call(self._client.delete, self.collection, ids=list(entry_ids))
+            for authorisation_id in sorted({e.authorisation_id for e in gone}):
+                self._compact_partition(partition_of(authorisation_id))
+        return gone
+
+    def remove_authorisation(self, authorisation_id: str) -> int:
+        """Erase every entry of an authorisation by dropping its partition; returns how many."""
+        partition = partition_of(authorisation_id)
+        with self._lock:
+            count = len(self.entries_of_authorisation(authorisation_id))
+            if self._call(self._client.has_partition, self.collection, partition):
+                self._drop_partition(partition)
+            # Entries written before partitions existed sit in _default: delete those too.
+            self._call(
+                self._client.delete, self.collection, filter=f"authorisation_id == {_quote(authorisation_id)}"
+            )
+        return count
+
+    def remove_expired(self, now_ms: int) -> list[GalleryEntry]:
+        """Erase entries whose own validity has ended (their authorisation's end, stamped at enrollment)."""
+        return self.remove_entries([e.entry_id for e in self.entries(f"valid_until_ms <= {int(now_ms)}")])
+
+    def _drop_partition(self, partition: str) -> None:
+        if self.is_server:
+            # A Milvus server drops only released partitions; Milvus Lite has no partition release.
+            self._call(self._client.release_partitions, self.collection, [partition])
+        self._call(self._client.drop_partition, self.collection, partition)
+        if self.is_server:
+            self._call(self._client.load_collection, self.collection)
+
+    def _compact_partition(self, partition: str) -> None:
+        """Make deleted rows of a partition unrecoverable from disk."""
+        if self.is_server:
+            self._call(self._client.compact, self.collection)
+            return
+        if not self._call(self._client.has_partition, self.collection, partition):
+            return
+        counted = self._call(
+            self._client.query,
+            self.collection,
+            filter="",
+            output_fields=["count(*)"],
+            partition_names=[partition],
+        )
+        if int(counted[0]["count(*)"]) >= _QUERY_LIMIT:
+            log.warning(
+                "partition %s holds too many entries to rewrite; deleted vectors stay on disk until "
+                "Milvus compacts it",
+                partition,
+            )
+            return
+        rows = self._call(
+            self._client.query,
+            self.collection,
+            filter='entry_id != ""',
+            output_fields=[*_ENTRY_FIELDS, "vector"],
+            partition_names=[partition],
+            limit=_QUERY_LIMIT,
+        )
+        self._drop_partition(partition)
+        self._call(self._client.create_partition, self.collection, partition)
+        if rows:
+            self._call(
+                self._client.upsert, self.collection, [dict(r) for r in rows], partition_name=partition
+            )
 
     def count(self) -> int:
         stats = self._call(self._client.get_collection_stats, self.collection)
         return int(stats.get("row_count", 0))
 
     def close(self) -> None:
+        """Close the client and, with Milvus Lite, give the directory back once no Gallery in this
+        process uses it (pymilvus keeps the in-process server, and its lock, until exit)."""
+        if self._closed:
+            return
+        self._closed = True
         self._client.close()
+        if self._lite_path is not None:
+            _release_lite(self._lite_path)
+
+
+_LITE_USERS: dict[str, int] = {}
+_LITE_LOCK = threading.Lock()
+
+
+def _hold_lite(path: Path) -> str:
+    key = os.path.abspath(path)  # the key milvus_lite's server manager uses
+    with _LITE_LOCK:
+        _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
+    return key
+
+
+def _release_lite(key: str) -> None:
+    with _LITE_LOCK:
+        _LITE_USERS[key] -= 1
+        if _LITE_USERS[key] > 0:
+            return
+        del _LITE_USERS[key]
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - milvus-lite is a dependency
+        return
+    server_manager_instance.release_server(key)
 
 
 def _quote_identity(identity: str) -> str:

@@ -15,7 +15,11 @@ from facestream.runtime import metrics
 
 
 class MatchPolicy(Protocol):
-    """What may be matched, decided per face at search time (the accountability layer)."""
+    """What may be matched, decided per face at search time (accountability/policy.py)."""
+
+    def refresh(self) -> None:
+        """Called once per batch: pick up changed authorisations and rules before deciding."""
+        ...
 
     def suspended(self, camera_id: str, at_ms: int) -> bool:
         """True when a suspension rule switches matching off for this camera now."""
@@ -27,7 +31,11 @@ class MatchPolicy(Protocol):
 
 
 class OpenPolicy:
-    """No suspensions and no authorisation limit; the accountability layer replaces it."""
+    """No suspensions and no authorisation limit: for benchmarks and tests of the search alone.
+    Every command and service that matches for real uses AccountablePolicy."""
+
+    def refresh(self) -> None:
+        return None
 
     def suspended(self, camera_id: str, at_ms: int) -> bool:
         return False
@@ -58,6 +66,7 @@ class MatchStage:
         """One gallery call per (model, authorisation scope) group: Milvus' cost is per call."""
         outcomes: list[list[Hit] | InvalidMessage] = [[] for _ in items]
         now_ms = int(self._clock() * 1000)
+        self._policy.refresh()
         groups: dict[tuple[str, tuple[str, ...] | None], list[int]] = {}
         for i, emb in enumerate(items):
             if self._policy.suspended(emb.ref.camera_id, emb.ref.captured_at_ms):

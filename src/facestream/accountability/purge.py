@@ -1,0 +1,148 @@
+"""Purge: an ended authorisation's vectors and photos are erased within a bounded time.
+
+- Revoke: matching stops at once (the policy re-reads the store every batch) and
+  `authorisation revoke` erases the data right away; if another process owns the Milvus
+  Lite gallery (a running matcher), the photos go at once and the vectors at that owner's
+  next sweep.
+- Expiry: every command that opens the gallery sweeps first, and the matcher sweeps every
+  `--purge-interval-s`; a sweep marks authorisations past their validity `expired`
+  (audited `authorisation.expire`) and erases the data of every ended authorisation not yet
+  purged (audited `gallery.purge`). Expired entries cannot match meanwhile: the search
+  filter checks the validity stamped on each entry.
+
+So the bound is: revoke → immediate (or one purge interval when the gallery is owned
+elsewhere); expiry → one purge interval while a matcher runs, else the next command.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facestream.accountability.audit import Actor, AuditLog
+from facestream.accountability.authorisations import Authorisation, AuthorisationStore
+from facestream.accountability.clock import now_ms
+from facestream.accountability.photos import delete_photos, purge_photos
+from facestream.errors import FacestreamError
+from facestream.gallery.store import Gallery, GalleryEntry
+
+log = logging.getLogger(__name__)
+
+SYSTEM = Actor("facestream", "system")
+"""Who acts when nobody does: expiry and scheduled purges."""
+
+
+@dataclass
+class SweepReport:
+    expired: list[str] = field(default_factory=list)
+    purged: dict[str, int] = field(default_factory=dict)
+    """authorisation id → entries erased."""
+    stale_entries: int = 0
+
+
+class Purger:
+    def __init__(self, state_dir: Path, audit: AuditLog, gallery: Gallery | None = None) -> None:
+        self.state_dir = state_dir
+        self.store = AuthorisationStore(state_dir)
+        self.audit = audit
+        self.gallery = gallery
+
+    def purge(self, auth: Authorisation, actor: Actor) -> bool:
+        """Erase an ended authorisation's photos, and its vectors when this process has the gallery.
+
+        Returns True when both are gone (the authorisation is then stamped `purged_at_ms`).
+        """
+        if auth.status == "active":
+            raise ValueError(f"{auth.id} is active; only ended authorisations are purged")
+        photos = purge_photos(self.state_dir, auth.id)
+        entries = self.gallery.remove_authorisation(auth.id) if self.gallery is not None else None
+        complete = entries is not None
+        if photos or complete:
+            self.audit.append(
+                actor=actor,
+                action="gallery.purge",
+                authorisation_id=auth.id,
+                objects={
+                    "entries": entries or 0,
+                    "photos": photos,
+                    "complete": complete,
+                    "reason": auth.status,
+                },
+            )
+        if complete:
+            self.store.update(auth.id, purged_at_ms=now_ms())
+        return complete
+
+    def sweep(self, at_ms: int | None = None, actor: Actor = SYSTEM) -> SweepReport:
+        """Expire, then purge every ended authorisation whose data is still there."""
+        at = now_ms() if at_ms is None else at_ms
+        report = SweepReport()
+        for auth in self.store.mark_expired(at):
+            self.audit.append(
+                actor=SYSTEM,
+                action="authorisation.expire",
+                authorisation_id=auth.id,
+                objects={"valid_until_ms": auth.valid_until_ms},
+            )
+            report.expired.append(auth.id)
+        for auth in list(self.store.all().values()):
+            if auth.status != "active" and auth.purged_at_ms is None and self.gallery is not None:
+                before = len(self.gallery.entries_of_authorisation(auth.id))
+                if self.purge(auth, actor):
+                    report.purged[auth.id] = before
+        if self.gallery is not None:
+            stale = self.gallery.remove_expired(at)
+            if stale:
+                erase_photos_of(self.state_dir, stale, self.gallery)
+                report.stale_entries = len(stale)
+                self.audit.append(
+                    actor=actor,
+                    action="gallery.purge",
+                    objects={"entries": len(stale), "reason": "entry-expired"},
+                )
+        return report
+
+
+def erase_photos_of(state_dir: Path, removed: Sequence[GalleryEntry], gallery: Gallery) -> int:
+    """Delete the photos of removed entries that no remaining entry of the same authorisation uses."""
+    gone = 0
+    for auth_id in sorted({e.authorisation_id for e in removed}):
+        still_used = {e.photo_id for e in gallery.entries_of_authorisation(auth_id)} if auth_id else set()
+        unused = {e.photo_id for e in removed if e.authorisation_id == auth_id} - still_used
+        gone += delete_photos(state_dir, auth_id, sorted(unused))
+    return gone
+
+
+class PurgeScheduler:
+    """The matcher's periodic sweep, on a daemon thread; the Gallery serialises client calls."""
+
+    def __init__(self, purger: Purger, interval_s: float) -> None:
+        self._purger = purger
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="purge", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                report = self._purger.sweep()
+            except FacestreamError as exc:
+                log.error("purge sweep failed, retried in %.0fs: %s", self._interval_s, exc)
+                continue
+            if report.expired or report.purged or report.stale_entries:
+                log.info(
+                    "purge: expired %s, erased %s, stale entries %d",
+                    report.expired,
+                    report.purged,
+                    report.stale_entries,
+                )

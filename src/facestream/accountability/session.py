@@ -1,0 +1,57 @@
+"""What every accountable command does first: find the state, name the actor, sweep.
+
+Commands stay short: `state_dir_from(args)` finds the state directory from the flags,
+`open_gallery(...)` opens the Milvus gallery and runs the purge sweep on it (expiry is
+enforced "whenever the gallery is opened"), and `audit_for(state_dir)` is the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from facestream.accountability.audit import AuditLog, open_audit_log
+from facestream.accountability.purge import Purger, SweepReport
+from facestream.accountability.settings import AccountabilitySettings, state_dir_of
+from facestream.cliargs import settings_from
+from facestream.gallery.store import Gallery, is_server_uri
+from facestream.settings import GallerySettings
+
+log = logging.getLogger(__name__)
+
+
+def state_dir_from(args: argparse.Namespace) -> Path:
+    return state_dir_of(settings_from(args, GallerySettings), settings_from(args, AccountabilitySettings))
+
+
+def audit_for(state_dir: Path) -> AuditLog:
+    return open_audit_log(state_dir)
+
+
+def gallery_exists(settings: GallerySettings) -> bool:
+    return is_server_uri(settings.gallery) or (Path(settings.gallery) / "milvus.db").exists()
+
+
+def sweep(state_dir: Path, gallery: Gallery | None) -> SweepReport:
+    """Expire and purge what has ended; logged when it did anything."""
+    report = Purger(state_dir, audit_for(state_dir), gallery).sweep()
+    if report.expired or report.purged or report.stale_entries:
+        log.info(
+            "purge: expired %s, erased entries %s, stale entries %d",
+            report.expired,
+            report.purged,
+            report.stale_entries,
+        )
+    return report
+
+
+def open_gallery(settings: GallerySettings, state_dir: Path, *, dim: int = 512) -> Gallery:
+    """The gallery, after the sweep has erased what ended: nothing expired is ever read again."""
+    gallery = Gallery(settings, dim=dim)
+    try:
+        sweep(state_dir, gallery)
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery

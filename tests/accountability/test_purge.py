@@ -1,0 +1,190 @@
+"""Purge: revoked or expired authorisations' vectors and photos are erased from disk, within a bound."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facestream.accountability.audit import open_audit_log
+from facestream.accountability.authorisations import AuthorisationStore
+from facestream.accountability.clock import now_ms
+from facestream.accountability.matching import open_matching
+from facestream.accountability.purge import Purger
+from facestream.accountability.settings import AccountabilitySettings, PolicySettings
+from facestream.gallery.enroll import Enroller
+from facestream.gallery.store import Gallery
+from facestream.settings import GallerySettings, MatcherSettings
+from facestream.vision.embedder import FaceEmbedder
+from facestream.vision.faces import FaceFinder
+from tests.fixtures.accountability import audit_records, containing, enroll, grant_authorisation, run_cli
+
+pytestmark = pytest.mark.usefixtures("accountability_env")
+
+
+@pytest.fixture(scope="module")
+def vector_bytes(finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path) -> dict[str, bytes]:
+    """The first floats of each enroll/ photo's vector as Milvus stores them: the needle to look for."""
+    enroller = Enroller(finder, embedder, None, GallerySettings())  # type: ignore[arg-type]
+    out = {}
+    for photo in sorted((faces_dir / "enroll").glob("*.jpg")):
+        face = enroller.dominant_face(cv2.imread(str(photo)), photo.name)
+        vector = embedder.embed(face.aligned[None])[0].astype(np.float32)
+        out[photo.stem] = vector[:8].tobytes()
+    return out
+
+
+def entries(gallery: Path, auth: str) -> int:
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        return len(g.entries_of_authorisation(auth))
+    finally:
+        g.close()
+
+
+def test_revoke_erases_vectors_and_photos_at_once(
+    tmp_path: Path, faces_dir: Path, vector_bytes: dict[str, bytes]
+) -> None:
+    gallery = tmp_path / "gallery"
+    ended, kept = grant_authorisation(gallery, case="ENDED"), grant_authorisation(gallery, case="KEPT")
+    assert enroll(gallery, "obama", ended, *sorted((faces_dir / "enroll").glob("obama_*.jpg"))).status == 0
+    assert enroll(gallery, "biden", kept, faces_dir / "enroll" / "biden_1.jpg").status == 0
+    obama = [vector_bytes["obama_1"], vector_bytes["obama_2"]]
+    assert all(containing(v, gallery / "milvus.db") for v in obama)  # the needle is findable
+
+    result = run_cli("authorisation", "revoke", "--gallery", str(gallery), ended)
+    assert result.status == 0, result.stderr
+    assert result.json()[0]["purged"] is True
+    for needle in obama:
+        assert containing(needle, gallery) == []
+    assert not (gallery / "photos" / ended).exists()
+    assert AuthorisationStore(gallery).get(ended).purged_at_ms is not None
+    # The other authorisation's entry and photo are untouched.
+    assert containing(vector_bytes["biden_1"], gallery / "milvus.db")
+    assert entries(gallery, kept) == 1 and entries(gallery, ended) == 0
+    assert len(list((gallery / "photos" / kept).glob("*.enc"))) == 1
+    purge = [r for r in audit_records(gallery) if r.action == "gallery.purge"]
+    assert [(p.authorisation_id, p.objects["entries"], p.objects["photos"]) for p in purge] == [(ended, 2, 2)]
+
+
+def test_expiry_is_purged_when_the_gallery_is_next_opened(
+    tmp_path: Path, faces_dir: Path, vector_bytes: dict[str, bytes]
+) -> None:
+    gallery = tmp_path / "gallery"
+    until = now_ms() + 2500
+    iso_until = datetime.fromtimestamp(until / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    short = grant_authorisation(gallery, valid_until=iso_until, valid_from=None)
+    assert enroll(gallery, "alex", short, faces_dir / "enroll" / "alex_lacamoire_1.jpg").status == 0
+    assert containing(vector_bytes["alex_lacamoire_1"], gallery)
+    while now_ms() <= until:  # let it run out
+        time.sleep(0.1)
+    listed = run_cli("gallery", "list", "--gallery", str(gallery))
+    assert listed.status == 0, listed.stderr
+    assert listed.json() == []
+    assert containing(vector_bytes["alex_lacamoire_1"], gallery) == []
+    assert not (gallery / "photos" / short).exists()
+    assert AuthorisationStore(gallery).get(short).status == "expired"
+    tail = [(r.action, r.authorisation_id, r.actor) for r in audit_records(gallery)][-3:]
+    assert tail[:2] == [("authorisation.expire", short, "facestream"), ("gallery.purge", short, "facestream")]
+    assert tail[2][0] == "gallery.list"
+
+
+def _revoke_in_another_process(gallery: Path, auth: str) -> dict[str, object]:
+    script = Path(sys.executable).with_name("facestream")
+    done = subprocess.run(
+        [str(script), "authorisation", "revoke", "--gallery", str(gallery), auth],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_the_matcher_purges_what_was_revoked_while_it_owned_the_gallery(
+    tmp_path: Path, faces_dir: Path, vector_bytes: dict[str, bytes]
+) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    assert enroll(gallery, "rose", auth, faces_dir / "enroll" / "rose_leslie_1.jpg").status == 0
+    settings = {
+        GallerySettings: GallerySettings(gallery=str(gallery)),
+        MatcherSettings: MatcherSettings(),
+        AccountabilitySettings: AccountabilitySettings(),
+        PolicySettings: PolicySettings(purge_interval_s=0.3),
+    }
+    matching = open_matching(settings)  # owns the Milvus Lite directory, as the matcher service does
+    try:
+        revoked = _revoke_in_another_process(gallery, auth)
+        assert revoked["status"] == "revoked"
+        assert revoked["purged"] is False  # it could not open the gallery...
+        assert not (gallery / "photos" / auth).exists()  # ...but the photos went at once
+        deadline = time.monotonic() + 60
+        while AuthorisationStore(gallery).get(auth).purged_at_ms is None:
+            assert time.monotonic() < deadline, "the matcher's sweep never purged the revoked authorisation"
+            time.sleep(0.1)
+        assert matching.gallery.entries_of_authorisation(auth) == []
+    finally:
+        matching.close()
+    assert containing(vector_bytes["rose_leslie_1"], gallery) == []
+    purges = [r for r in audit_records(gallery) if r.action == "gallery.purge"]
+    # Photos: erased by whichever process got there first; vectors: only by the gallery's owner.
+    assert {p.authorisation_id for p in purges} == {auth}
+    assert sum(int(p.objects["photos"]) for p in purges) == 1
+    (complete,) = [p for p in purges if p.objects["complete"]]
+    assert (complete.actor, complete.objects["entries"]) == ("facestream", 1)
+
+
+def test_removing_an_identity_erases_its_vectors_and_keeps_the_rest(
+    tmp_path: Path,
+    faces_dir: Path,
+    vector_bytes: dict[str, bytes],
+    finder: FaceFinder,
+    embedder: FaceEmbedder,
+) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    assert enroll(gallery, "obama", auth, faces_dir / "enroll" / "obama_1.jpg").status == 0
+    assert enroll(gallery, "biden", auth, faces_dir / "enroll" / "biden_1.jpg").status == 0
+    removed = run_cli("gallery", "remove", "--gallery", str(gallery), "--identity", "obama")
+    assert removed.status == 0, removed.stderr
+    assert removed.json() == [{"identity": "obama", "removed_entries": 1, "removed_photos": 1}]
+    assert containing(vector_bytes["obama_1"], gallery) == []
+    assert len(list((gallery / "photos" / auth).glob("*.enc"))) == 1
+    # Biden's entry survived the rewrite of the partition and still matches.
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        image = cv2.imread(str(faces_dir / "enroll" / "biden_2.jpg"))
+        face = Enroller(finder, embedder, g, GallerySettings()).dominant_face(image, "biden_2")
+        hits = g.search(
+            embedder.embed(face.aligned[None]), model_id=embedder.model_id, threshold=0.4, top_k=3
+        )
+    finally:
+        g.close()
+    assert [h.identity for h in hits[0]] == ["biden"]
+    (record,) = [r for r in audit_records(gallery) if r.action == "gallery.remove"]
+    assert (record.authorisation_id, record.objects["identity"]) == (auth, "obama")
+
+
+def test_sweep_expires_once_and_is_idempotent(tmp_path: Path, faces_dir: Path) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery, valid_until="2099-01-01")
+    assert enroll(gallery, "obama", auth, faces_dir / "enroll" / "obama_1.jpg").status == 0
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        purger = Purger(gallery, open_audit_log(gallery), g)
+        later = AuthorisationStore(gallery).get(auth).valid_until_ms + 1
+        first = purger.sweep(at_ms=later)
+        second = purger.sweep(at_ms=later + 1000)
+    finally:
+        g.close()
+    assert first.expired == [auth] and first.purged == {auth: 1}
+    assert second.expired == [] and second.purged == {}
+    assert [r.action for r in audit_records(gallery)].count("authorisation.expire") == 1
