@@ -92,8 +92,43 @@ FRAME_BYTES = Histogram(
 )
 
 
+# -- review (the alert/review layer) ---------------------------------------------------------
+REVIEW_PENDING = Gauge("facestream_review_pending_candidates", "Candidates waiting for a reviewer decision")
+REVIEW_OLDEST_PENDING_AGE = Gauge(
+    "facestream_review_oldest_pending_age_seconds",
+    "Age of the oldest candidate still waiting for review (0 when none waits)",
+)
+REVIEW_DECISIONS = Counter(
+    "facestream_review_decisions_total",
+    "Reviewer outcomes of candidates, by decision (confirmed, rejected, expired)",
+    ["decision"],
+)
+REVIEW_VOTES = Counter(
+    "facestream_review_votes_total",
+    "Reviewer decisions the review service received, by decision (confirm, reject) and result "
+    "(counted; repeated: the same reviewer again; refused: unknown/closed candidate, no reviewer role)",
+    ["decision", "result"],
+)
+ALERTS_CONFIRMED = Counter(
+    "facestream_alerts_confirmed_total", "Alerts published to alerts.confirmed after two reviewers confirmed"
+)
+REVIEW_SIGNINS = Counter(
+    "facestream_review_signins_total",
+    "Sign-in attempts on the review web app, by result (ok, failed, locked)",
+    ["result"],
+)
+
+
 def forget_camera(camera_id: str) -> None:
     """Drop a camera's series when it moves to another replica, so it is not counted twice."""
-    for gauge in (CAMERA_UP, CAMERA_FPS, CAMERA_LAST_FRAME_AGE, CAMERA_FROZEN, CAMERA_BLACK):
+    for series in (
+        CAMERA_UP,
+        CAMERA_FPS,
+        CAMERA_LAST_FRAME_AGE,
+        CAMERA_FROZEN,
+        CAMERA_BLACK,
+        CAMERA_RECONNECTS,
+        FRAMES_PUBLISHED,
+    ):
         with contextlib.suppress(KeyError):
-            gauge.remove(camera_id)
+            series.remove(camera_id)

@@ -1,0 +1,273 @@
+{{/*
+Names, labels and the per-service facts every template shares.
+*/}}
+
+{{- define "facestream.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "facestream.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "facestream.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of one component's objects: <fullname>-<component>. Call with (list $ "detector"). */}}
+{{- define "facestream.componentName" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" (include "facestream.fullname" $root | trunc 40 | trimSuffix "-") (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of one component. Call with (list $ "detector"). */}}
+{{- define "facestream.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "facestream.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Standard labels of one component. Call with (list $ "detector"). */}}
+{{- define "facestream.labels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "facestream.chart" $root }}
+{{ include "facestream.selectorLabels" . }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: facestream
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels every pod of the release carries (the default-deny policy selects on them). */}}
+{{- define "facestream.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "facestream.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+The services. input: the topic (and consumer group) that measures a service's load and caps its
+replicas; reads/writes: every topic it touches (for ACLs); scaleOn: lag or cpu.
+*/}}
+{{- define "facestream.services" -}}
+frameSampler:
+  name: frame-sampler
+  input: cameras
+  reads: [cameras]
+  writes: [frames, dlq.frame-sampler]
+  scaleOn: cpu
+  models: false
+detector:
+  name: detector
+  input: frames
+  reads: [frames]
+  writes: [faces, dlq.detector]
+  scaleOn: lag
+  models: true
+embedder:
+  name: embedder
+  input: faces
+  reads: [faces]
+  writes: [embeddings, dlq.embedder]
+  scaleOn: lag
+  models: true
+matcher:
+  name: matcher
+  input: embeddings
+  reads: [embeddings, hits]
+  writes: [hits, matches, dlq.matcher, dlq.episodes, audit]
+  scaleOn: lag
+  models: false
+review:
+  name: review
+  input: matches
+  reads: [matches, reviews]
+  writes: [reviews, alerts.confirmed, audit, dlq.review]
+  scaleOn: lag
+  models: false
+{{- end -}}
+
+{{/* The enabled services as a dict: key -> definition merged with its values under "values". */}}
+{{- define "facestream.enabledServices" -}}
+{{- $out := dict -}}
+{{- range $key, $def := (include "facestream.services" . | fromYaml) -}}
+{{- $vals := index $.Values $key -}}
+{{- if $vals.enabled -}}
+{{- $_ := set $out $key (merge (dict "values" $vals "key" $key) $def) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* A topic's full name. Call with (list $ "frames"). */}}
+{{- define "facestream.topic" -}}
+{{- printf "%s%s" (index . 0).Values.kafka.topicPrefix (index . 1) -}}
+{{- end -}}
+
+{{/* A service's consumer group. Call with (list $ $svc). */}}
+{{- define "facestream.consumerGroup" -}}
+{{- $svc := index . 1 -}}
+{{- default (printf "facestream-%s" $svc.name) $svc.values.consumerGroup -}}
+{{- end -}}
+
+{{/* The episode step's faust app id (its consumer group and internal topic prefix). */}}
+{{- define "facestream.episodesGroup" -}}
+{{- default (printf "%sfacestream-episodes" .Values.kafka.topicPrefix) .Values.matcher.episodesGroup -}}
+{{- end -}}
+
+{{/* The image reference. Call with (list $ "-gpu") or (list $ ""). */}}
+{{- define "facestream.image" -}}
+{{- $root := index . 0 -}}
+{{- $img := $root.Values.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s%s" $img.repository (default $root.Chart.AppVersion $img.tag) (index . 1) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The KafkaUser (and its Secret) of a service. Call with (list $ "detector"). */}}
+{{- define "facestream.kafkaUser" -}}
+{{- include "facestream.componentName" . -}}
+{{- end -}}
+
+{{- define "facestream.strimziUsers" -}}
+{{- if and .Values.strimzi.enabled .Values.strimzi.users.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Kafka client environment of a service. Call with (list $ "detector"). */}}
+{{- define "facestream.kafkaEnv" -}}
+{{- $root := index . 0 -}}
+{{- $k := $root.Values.kafka -}}
+- name: FACESTREAM_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ $k.bootstrapServers | quote }}
+- name: FACESTREAM_KAFKA_SECURITY_PROTOCOL
+  value: {{ $k.securityProtocol | quote }}
+- name: FACESTREAM_KAFKA_TOPIC_PREFIX
+  value: {{ $k.topicPrefix | quote }}
+- name: FACESTREAM_KAFKA_CLIENT_ID
+  value: {{ printf "facestream-%s" (index . 1) | quote }}
+{{- if contains "SASL" $k.securityProtocol }}
+- name: FACESTREAM_KAFKA_SASL_MECHANISM
+  value: {{ $k.sasl.mechanism | quote }}
+{{- if include "facestream.strimziUsers" $root }}
+- name: FACESTREAM_KAFKA_SASL_USERNAME
+  value: {{ include "facestream.kafkaUser" . | quote }}
+- name: FACESTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "facestream.kafkaUser" . }}
+      key: password
+{{- else }}
+- name: FACESTREAM_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret }}
+      key: {{ $k.sasl.usernameKey }}
+- name: FACESTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret }}
+      key: {{ $k.sasl.passwordKey }}
+{{- end }}
+{{- end }}
+{{- if and (contains "SSL" $k.securityProtocol) $k.tls.caSecret }}
+- name: FACESTREAM_KAFKA_SSL_CA_LOCATION
+  value: {{ printf "/etc/facestream/kafka-ca/%s" $k.tls.caKey | quote }}
+{{- end }}
+{{- if include "facestream.kafkaClientCertSecret" . }}
+- name: FACESTREAM_KAFKA_SSL_CERTIFICATE_LOCATION
+  value: {{ printf "/etc/facestream/kafka-client/%s" (include "facestream.kafkaClientCertKey" $root) | quote }}
+- name: FACESTREAM_KAFKA_SSL_KEY_LOCATION
+  value: {{ printf "/etc/facestream/kafka-client/%s" (include "facestream.kafkaClientKeyKey" $root) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret with a service's TLS client certificate ("" = none). Call with (list $ "detector"). */}}
+{{- define "facestream.kafkaClientCertSecret" -}}
+{{- $root := index . 0 -}}
+{{- if contains "SSL" $root.Values.kafka.securityProtocol -}}
+{{- if and (include "facestream.strimziUsers" $root) (eq $root.Values.strimzi.users.authentication "tls") -}}
+{{- include "facestream.kafkaUser" . -}}
+{{- else -}}
+{{- $root.Values.kafka.tls.clientCertSecret -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "facestream.kafkaClientCertKey" -}}
+{{- if and (include "facestream.strimziUsers" .) (eq .Values.strimzi.users.authentication "tls") }}user.crt{{ else }}tls.crt{{ end -}}
+{{- end -}}
+
+{{- define "facestream.kafkaClientKeyKey" -}}
+{{- if and (include "facestream.strimziUsers" .) (eq .Values.strimzi.users.authentication "tls") }}user.key{{ else }}tls.key{{ end -}}
+{{- end -}}
+
+{{/* Volumes for the Kafka certificates. Call with (list $ "detector"). */}}
+{{- define "facestream.kafkaVolumes" -}}
+{{- $root := index . 0 -}}
+{{- if and (contains "SSL" $root.Values.kafka.securityProtocol) $root.Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ $root.Values.kafka.tls.caSecret }}
+{{- end }}
+{{- with include "facestream.kafkaClientCertSecret" . }}
+- name: kafka-client
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "facestream.kafkaVolumeMounts" -}}
+{{- $root := index . 0 -}}
+{{- if and (contains "SSL" $root.Values.kafka.securityProtocol) $root.Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/facestream/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if include "facestream.kafkaClientCertSecret" . }}
+- name: kafka-client
+  mountPath: /etc/facestream/kafka-client
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The gallery URI the matchers use. */}}
+{{- define "facestream.galleryUri" -}}
+{{- if .Values.milvus.enabled -}}
+{{- printf "http://%s-milvus:19530" .Release.Name -}}
+{{- else if eq .Values.gallery.mode "server" -}}
+{{- printf "http://%s:%v" (include "facestream.componentName" (list . "gallery")) .Values.gallery.server.port -}}
+{{- else -}}
+{{- .Values.gallery.external.uri -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the model files are inside the containers. */}}
+{{- define "facestream.modelDir" -}}
+{{- if eq .Values.models.source "image" -}}{{ .Values.models.imageDir }}{{- else -}}/models{{- end -}}
+{{- end -}}
+
+{{/* A NetworkPolicy egress rule: ports to peers (no peers = any address). Call with (dict "ports" .. "to" .. "protocol" ..). */}}
+{{- define "facestream.egressRule" -}}
+- ports:
+  {{- range .ports }}
+    - port: {{ . }}
+      protocol: TCP
+  {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}

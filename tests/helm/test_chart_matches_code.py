@@ -1,0 +1,172 @@
+"""The chart and the code agree: topics, commands, settings, image user."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from pydantic_settings import BaseSettings
+
+import facestream.cli
+from facestream.commands.kafka_admin import pairs
+from facestream.settings import KafkaSettings
+from facestream.transport.kafka import client_config
+from facestream.transport.topics import CATALOGUE, catalogue
+from tests.fixtures.helm import CHART, REPO, Rendered
+
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+EXTRA_ENV = {"FACESTREAM_NPM_REGISTRY"}  # read by vision/models.py, not a settings field
+
+
+def subcommands() -> set[str]:
+    parser = facestream.cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return set(sub.choices)  # type: ignore[arg-type]
+
+
+def settings_env_names() -> set[str]:
+    facestream.cli.build_parser()  # imports every command, hence every settings model
+    names = set()
+    stack = list(BaseSettings.__subclasses__())
+    while stack:
+        model = stack.pop()
+        stack.extend(model.__subclasses__())
+        if not model.__module__.startswith("facestream"):
+            continue
+        prefix = str(model.model_config.get("env_prefix", ""))
+        names |= {prefix + field.upper() for field in model.model_fields}
+    return names
+
+
+def test_topic_values_equal_the_code_catalogue() -> None:
+    values = VALUES["topics"]["catalogue"]
+    code = {
+        t.name: {
+            "partitions": t.partitions,
+            "retentionMs": t.retention_ms,
+            "segmentMs": t.segment_ms,
+            "cleanupPolicy": t.cleanup_policy,
+        }
+        for t in CATALOGUE
+    }
+    assert values == code
+
+
+def test_kafka_topics_carry_retention_and_segment(rendered: dict[str, Rendered]) -> None:
+    variant = rendered["03-strimzi"]
+    values = yaml.safe_load(variant.values_file.read_text())["topics"]["catalogue"]
+    topics = {t["spec"]["topicName"]: t["spec"] for t in variant.of_kind("KafkaTopic")}
+    assert set(topics) == set(values)
+    for name, spec in values.items():
+        config = topics[name]["config"]
+        assert topics[name]["partitions"] == spec["partitions"]
+        assert config["retention.ms"] == str(spec["retentionMs"])
+        assert config["segment.ms"] == str(spec["segmentMs"])
+        assert config["cleanup.policy"] == spec["cleanupPolicy"]
+        if spec["retentionMs"] > 0:
+            assert spec["segmentMs"] <= spec["retentionMs"], f"{name}: a segment outlives retention"
+
+
+def test_kafka_users_grant_only_their_own_topics(rendered: dict[str, Rendered]) -> None:
+    users = {
+        u["metadata"]["labels"]["app.kubernetes.io/component"]: u
+        for u in rendered["03-strimzi"].of_kind("KafkaUser")
+    }
+    assert set(users) == {"frame-sampler", "detector", "embedder", "matcher", "review"}
+
+    def allowed(comp: str, op: str) -> set[str]:
+        return {
+            a["resource"]["name"]
+            for a in users[comp]["spec"]["authorization"]["acls"]
+            if a["resource"]["type"] == "topic"
+            and a["resource"]["patternType"] == "literal"
+            and op in a["operations"]
+        }
+
+    assert allowed("detector", "Read") == {"frames"} and allowed("detector", "Write") == {
+        "faces",
+        "dlq.detector",
+    }
+    assert allowed("embedder", "Read") == {"faces"}
+    assert "frames" not in allowed("matcher", "Read") | allowed("matcher", "Write")
+    for user in users.values():
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert "All" not in acl["operations"] and acl["resource"]["type"] != "cluster"
+            assert acl["resource"]["name"] not in ("*", ""), "no wildcard ACLs"
+
+
+def test_containers_run_real_commands(rendered: dict[str, Rendered]) -> None:
+    known = subcommands()
+    for variant in rendered.values():
+        for kind in ("Deployment", "Job"):
+            for obj in variant.of_kind(kind):
+                for c in (
+                    obj["spec"]["template"]["spec"].get("initContainers", [])
+                    + obj["spec"]["template"]["spec"]["containers"]
+                ):
+                    assert c["args"][0] in known, f"{obj['metadata']['name']}: {c['args']}"
+
+
+def test_every_env_var_is_a_real_setting(rendered: dict[str, Rendered]) -> None:
+    known = settings_env_names() | EXTRA_ENV
+    assert "FACESTREAM_KAFKA_BOOTSTRAP_SERVERS" in known and "FACESTREAM_STATE_DIR" in known
+    for variant in rendered.values():
+        for kind in ("Deployment", "Job"):
+            for obj in variant.of_kind(kind):
+                spec = obj["spec"]["template"]["spec"]
+                for c in spec.get("initContainers", []) + spec["containers"]:
+                    for e in c.get("env", []):
+                        assert e["name"] in known, f"{variant.name} {c['name']}: {e['name']} is no setting"
+
+
+def test_topic_job_arguments_create_the_topics(
+    rendered: dict[str, Rendered], kafka_broker: KafkaSettings
+) -> None:
+    """The Job's exact arguments, run through the real CLI against the real broker."""
+    job = rendered["01-minimal"].of_kind("Job")[0]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    parts = pairs(args[args.index("--partitions") + 1], "--partitions")
+    assert set(parts) == {t.name for t in catalogue()}
+    prefix = "helmjob."
+    # Small partition counts for the shared test broker, in the Job's own argument format.
+    small = ",".join(f"{name}={min(n, 2)}" for name, n in parts.items())
+    done = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "facestream"),
+            *args[:2],
+            "--partitions",
+            small,
+            *args[4:6],
+            "--bootstrap-servers",
+            kafka_broker.bootstrap_servers,
+            "--topic-prefix",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    metadata = AdminClient(client_config(kafka_broker)).list_topics(timeout=10)
+    for name, n in parts.items():
+        assert len(metadata.topics[prefix + name].partitions) == min(n, 2)
+
+
+def test_image_user_matches_the_chart() -> None:
+    text = (REPO / "services" / "Containerfile").read_text()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage build"
+    final = text[text.rindex("\nFROM ") :]
+    user = re.search(r"^USER\s+(\d+):(\d+)", final, re.MULTILINE)
+    assert user is not None, "the runtime stage runs as a numeric, non-root user"
+    assert int(user.group(1)) == VALUES["podSecurityContext"]["runAsUser"] != 0
+    assert int(user.group(2)) == VALUES["podSecurityContext"]["runAsGroup"]
+    assert re.search(r'^ENTRYPOINT \["facestream"\]', final, re.MULTILINE)
+    assert VALUES["models"]["imageDir"] in text, "models.source=image must find the baked models"
+    assert Path(REPO / "pyproject.toml").read_text().count("onnxruntime-gpu==") == 1
+    gpu_pin = re.search(r"onnxruntime-gpu==([\d.]+)", (REPO / "pyproject.toml").read_text())
+    assert gpu_pin and f"onnxruntime-gpu[cuda,cudnn]=={gpu_pin.group(1)}" in text
