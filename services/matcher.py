@@ -1,28 +1,48 @@
-"""matcher: embeddings → hits (gallery search) → matches (one candidate per episode)."""
+"""matcher: embeddings → hits (gallery search) → matches (one candidate per episode).
+
+Two loops in one process. The confluent StageRunner (embeddings → hits: batched gallery
+search, the hot path) runs in a thread; the faust episode app (hits → matches, state in a
+changelog-backed table) runs on the main thread's event loop. SIGTERM or SIGINT stops both:
+the runner finishes, flushes and commits its batch, faust commits the hits it has
+acknowledged, and the process exits 0. If either loop fails, both stop and it exits 1.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import signal
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from facestream import codec
-from facestream.gallery.store import Gallery
-from facestream.runtime.service import ConsumingService, Settings
-from facestream.settings import GallerySettings, MatcherSettings
+from facestream.accountability.matching import SETTINGS as ACCOUNTABILITY_SETTINGS
+from facestream.accountability.matching import build_match_stage
+from facestream.errors import ConfigError, FacestreamError
+from facestream.runtime.runner import StageRunner
+from facestream.runtime.service import ConsumingService, Settings, parse_settings, setup_logging, start_health
+from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
 from facestream.stages.match import MatchStage
 from facestream.transport import topics
 
+if TYPE_CHECKING:
+    from facestream.runtime.episodes_app import EpisodesApp
+
+log = logging.getLogger("facestream.matcher")
+
 
 def build(settings: Settings) -> MatchStage:
-    matcher: MatcherSettings = settings[MatcherSettings]
-    return MatchStage(
-        Gallery(settings[GallerySettings]), threshold=matcher.match_threshold, top_k=matcher.top_k
-    )
+    # Accountability (engineer D1): the match policy (authorisations in force and in scope,
+    # suspension rules) and the periodic purge of ended authorisations.
+    return build_match_stage(settings)
 
 
 SERVICE = ConsumingService(
     name="matcher",
     description=__doc__ or "",
-    settings=(GallerySettings, MatcherSettings),
+    settings=(GallerySettings, MatcherSettings, *ACCOUNTABILITY_SETTINGS),
     input_topic=topics.EMBEDDINGS,
     input_codec=codec.EMBEDDINGS,
     output_topic=topics.HITS,
@@ -32,8 +52,72 @@ SERVICE = ConsumingService(
 
 
 parser = SERVICE.parser
-run = SERVICE.run
+
+
+def run(args: argparse.Namespace) -> int:
+    # faust only in the process that runs it: every other `facestream` command imports this module.
+    from facestream.runtime.episodes_app import EpisodesApp, EpisodesConfig, quiet_faust_logging
+
+    settings = parse_settings(args, (KafkaSettings, RuntimeSettings, *SERVICE.settings))
+    runtime: RuntimeSettings = settings[RuntimeSettings]
+    setup_logging(runtime.log_level)
+    quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
+    stop = threading.Event()
+    try:
+        episodes = EpisodesApp(EpisodesConfig.resolve(settings[KafkaSettings], settings[MatcherSettings]))
+        health = start_health(runtime)
+        runner = SERVICE.runner(settings, stop, health)  # opens the gallery
+    except ConfigError as exc:
+        log.error("matcher: %s", exc)
+        return 2
+    except FacestreamError as exc:
+        log.error("matcher: %s", exc)
+        return 1
+    log.info("matcher: %s -> %s", runner.route.input_topic, runner.route.output_topic)
+    return asyncio.run(serve(runner, episodes, stop))
+
+
+async def serve(runner: StageRunner[Any, Any], episodes: EpisodesApp, stop: threading.Event) -> int:
+    """Run both loops until a signal or a failure; 0 only when both stopped cleanly."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    failures: list[BaseException] = []
+
+    def request_stop() -> None:
+        stop.set()
+        stopping.set()
+
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("signal %s: finishing the work in hand, committing, then exiting", signum.name)
+        request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    def run_runner() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # reported below; the other loop must stop too
+            failures.append(exc)
+            log.exception("matcher: the embeddings loop failed")
+        finally:
+            loop.call_soon_threadsafe(request_stop)
+
+    thread = threading.Thread(target=run_runner, name="matcher-runner")
+    thread.start()
+    try:
+        await episodes.run(stopping)
+    except FacestreamError as exc:
+        failures.append(exc)
+        log.error("matcher: %s", exc)
+    except Exception as exc:  # faust could not start or stopped abnormally
+        failures.append(exc)
+        log.exception("matcher: the episode step failed")
+    finally:
+        request_stop()
+        await asyncio.to_thread(thread.join)
+    return 1 if failures else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return SERVICE.main(argv)
+    return run(parser().parse_args(argv))

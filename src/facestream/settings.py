@@ -184,3 +184,12 @@ class MatcherSettings(BaseSettings):
     episode_gap_s: float = Field(
         30.0, gt=0, description="a person unseen on a camera this long starts a new episode"
     )
+    episodes_app_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._\-]{1,200}$",
+        description="faust app id of the episode step (its consumer group and changelog topic prefix); "
+        "default <topic_prefix>facestream-episodes",
+    )
+    episodes_data_dir: Path | None = Field(
+        None, description="faust's local data directory; default facestream-episodes under the temp dir"
+    )

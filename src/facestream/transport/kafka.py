@@ -11,6 +11,7 @@ producer has confirmed every output of the batch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,6 +131,29 @@ class KafkaConsumer:
         partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         self._consumer.commit(offsets=partitions, asynchronous=False)
 
+    def lag(self, timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
+        """Per assigned partition: messages between the group's committed offset and the end.
+
+        With no committed offset yet, everything retained counts (auto.offset.reset is
+        earliest). It asks the broker, so the runner calls it every few seconds, not per
+        poll; a broker that does not answer gives no numbers rather than stopping the loop.
+        """
+        if not self._assigned:
+            return {}
+        try:
+            committed = self._consumer.committed(list(self._assigned), timeout=timeout_s)
+            out: dict[tuple[str, int], int] = {}
+            for tp in committed:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=timeout_s, cached=False
+                )
+                start = tp.offset if tp.offset >= 0 else low
+                out[(tp.topic, tp.partition)] = max(0, high - start)
+        except KafkaException as exc:
+            log.warning("consumer lag unavailable: %s", exc)
+            return {}
+        return out
+
     def pause_all(self) -> None:
         if self._assigned:
             self._consumer.pause(self._assigned)
@@ -140,6 +164,39 @@ class KafkaConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def read_range(
+    settings: KafkaSettings, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
+) -> list[Envelope]:
+    """The messages at offsets [start, end) of one partition, read directly (no group, no
+    commit). Offsets that no longer exist (retention) are simply absent from the result."""
+    if end <= start:
+        return []
+    consumer = CKConsumer(
+        {
+            **client_config(settings),
+            "group.id": f"{settings.client_id}-read-range",  # required; never joined nor committed
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        out: list[Envelope] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.5):
+                if message.error() is None and start <= (message.offset() or 0) < end:
+                    out.append(_envelope(message))
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            last = out[-1].offset if out else start - 1
+            if last >= end - 1 or (high >= 0 and last >= min(end, high) - 1):
+                break
+        return out
+    finally:
+        consumer.close()
 
 
 class KafkaProducer:

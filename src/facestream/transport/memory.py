@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from facestream.errors import DeliveryError
 from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets, TopicPartition
 
 
@@ -21,10 +22,16 @@ class _Partition:
 
 
 class MemoryBroker:
-    def __init__(self, default_partitions: int = 1) -> None:
+    def __init__(self, default_partitions: int = 1, *, auto_create: bool = True) -> None:
         self._topics: dict[str, list[_Partition]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._default_partitions = default_partitions
+        self.auto_create = auto_create
+        """False behaves like a broker with auto.create.topics.enable=false: producing to a
+        missing topic fails delivery (the transport contract tests use this)."""
+
+    def has_topic(self, name: str) -> bool:
+        return name in self._topics
 
     def create_topic(self, name: str, partitions: int) -> None:
         self._topics.setdefault(name, [_Partition() for _ in range(partitions)])
@@ -103,6 +110,14 @@ class MemoryConsumer:
     def commit(self, offsets: Offsets) -> None:
         self._broker.commit(self.group, offsets)
 
+    def lag(self) -> dict[TopicPartition, int]:
+        """Per partition: messages after the group's committed offset (what the runner exports)."""
+        return {
+            (topic, i): len(part.log) - self._broker.committed(self.group, (topic, i))
+            for topic in self._topics
+            for i, part in enumerate(self._broker.partitions(topic))
+        }
+
     def rewind_to_committed(self) -> None:
         """Forget uncommitted reads, as a restarted consumer would."""
         for tp in self._position:
@@ -119,16 +134,22 @@ class MemoryConsumer:
 
 
 class MemoryProducer:
-    """Appends are acknowledged at once, so flush never has anything outstanding."""
+    """Appends are acknowledged at once; only a missing topic (auto_create off) fails delivery."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
+        self._failures: list[str] = []
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
+        if not self._broker.auto_create and not self._broker.has_topic(topic):
+            self._failures.append(f"{topic}: unknown topic")
+            return
         self._broker.append(topic, value, key, headers)
 
     def flush(self, timeout_s: float) -> None:
-        return None
+        failures, self._failures = self._failures, []
+        if failures:
+            raise DeliveryError(f"delivery failed: {'; '.join(failures[:3])}")
 
     def close(self) -> None:
         return None
