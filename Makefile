@@ -34,6 +34,8 @@ bench: setup
 # Everything the tests need beyond Python packages: each script is idempotent and caches.
 test-deps:
 	scripts/kafka.sh fetch
+	scripts/browser-tools.sh
+	scripts/k8s-tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -16,7 +16,15 @@ from facestream.vision.models import fetch_builtin_models
 REPO = Path(__file__).resolve().parents[1]
 
 # One fixture module per concern (Kafka broker, media, ...); add yours here.
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.media",
+    "tests.fixtures.kafka",
+    "tests.fixtures.audit",
+    "tests.fixtures.accountability",
+    "tests.fixtures.mjpeg",
+    "tests.fixtures.helm",
+    "tests.fixtures.browser",
+]
 
 
 @pytest.fixture(scope="session")

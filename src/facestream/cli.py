@@ -12,10 +12,38 @@ from collections.abc import Sequence
 
 from facestream import __version__
 from facestream.cliargs import OneLineParser, fail
-from facestream.commands import gallery, health, identify, kafka_admin, models, services
+from facestream.commands import (
+    audit,
+    authorisation,
+    cluster,
+    demo,
+    gallery,
+    health,
+    identify,
+    kafka_admin,
+    models,
+    report,
+    roles,
+    rules,
+    services,
+)
 from facestream.errors import ConfigError, FacestreamError
 
-COMMANDS = (identify, gallery, models, kafka_admin, health, services)
+COMMANDS = (
+    identify,
+    gallery,
+    models,
+    kafka_admin,
+    health,
+    services,
+    audit,
+    report,
+    authorisation,
+    roles,
+    rules,
+    demo,
+    cluster,
+)
 
 QUIET_LOGGERS = ("faiss", "faiss.loader", "milvus_lite", "pymilvus")
 

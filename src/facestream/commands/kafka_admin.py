@@ -78,6 +78,7 @@ def create_topics(args: argparse.Namespace) -> int:
 
 
 def put_cameras(args: argparse.Namespace) -> int:
+    from facestream import codec
     from facestream.camera.spec import load_cameras
     from facestream.transport import topics
     from facestream.transport.kafka import KafkaProducer
@@ -88,7 +89,7 @@ def put_cameras(args: argparse.Namespace) -> int:
     for camera in cameras:
         producer.produce(
             kafka.topic_prefix + topics.CAMERAS,
-            camera.model_dump_json().encode(),
+            codec.CAMERAS.encode(camera),  # schemas/cameras; the sampler also reads JSON
             key=camera.camera_id.encode(),
         )
     producer.flush(30)

@@ -6,13 +6,14 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from facestream.services import detector, embedder, frame_sampler, matcher
+    from facestream.services import detector, embedder, frame_sampler, matcher, review
 
     for name, module in (
         ("frame-sampler", frame_sampler),
         ("detector", detector),
         ("embedder", embedder),
         ("matcher", matcher),
+        ("review", review),
     ):
         summary = (module.__doc__ or name).strip().splitlines()[0]
         p = sub.add_parser(name, help=f"run the {summary}", description=module.__doc__)

@@ -39,13 +39,18 @@ FACES = "faces"
 EMBEDDINGS = "embeddings"
 HITS = "hits"
 MATCHES = "matches"
+REVIEWS = "reviews"
+ALERTS_CONFIRMED = "alerts.confirmed"
+AUDIT = "audit"
+AUDIT_MIN_RETENTION_MS = 183 * DAY_MS
+"""EU AI Act Art. 19/26(6): logs of a high-risk system are kept at least six months."""
 
 
 def dlq(stage: str) -> str:
     return f"dlq.{stage}"
 
 
-STAGES = ("frame-sampler", "detector", "embedder", "matcher", "episodes")
+STAGES = ("frame-sampler", "detector", "embedder", "matcher", "episodes", "review")
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -61,6 +66,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(EMBEDDINGS, 12, 10 * MINUTE_MS, 2 * MINUTE_MS, holds="vectors of everyone in view"),
     TopicSpec(HITS, 6, HOUR_MS, 10 * MINUTE_MS, holds="faces that matched a watchlist entry"),
     TopicSpec(MATCHES, 6, DAY_MS, HOUR_MS, holds="candidates awaiting review (the review window)"),
+    TopicSpec(
+        REVIEWS, 6, DAY_MS, HOUR_MS, holds="reviewer decisions (candidate id, reviewer, confirm/reject)"
+    ),
+    TopicSpec(ALERTS_CONFIRMED, 3, 30 * DAY_MS, DAY_MS, holds="alerts two reviewers confirmed"),
+    TopicSpec(
+        AUDIT,
+        1,
+        400 * DAY_MS,
+        DAY_MS,
+        holds="hash-chained audit records (ids and counts, no images); never compacted",
+    ),
     *(
         TopicSpec(dlq(stage), 1, HOUR_MS, 10 * MINUTE_MS, holds=f"messages {stage} could not process")
         for stage in STAGES
@@ -82,6 +98,8 @@ def catalogue(
     out = []
     for spec in CATALOGUE:
         retention = retention_ms.get(spec.name, spec.retention_ms)
+        if spec.name == AUDIT and 0 <= retention < AUDIT_MIN_RETENTION_MS:
+            raise ValueError("audit retention must be at least six months (183 days) or -1")
         segment = spec.segment_ms if retention < 0 else min(spec.segment_ms, max(retention // 5, 1000))
         out.append(
             TopicSpec(
