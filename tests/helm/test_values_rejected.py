@@ -32,6 +32,8 @@ STRIMZI = next(p for p in CI_VALUES if "strimzi" in p.name)
             "exceeds the 12 partitions of frames",
         ),
         (["review.replicaCount=7"], "exceeds the 6 partitions of matches"),
+        (["review.replicaCount=2"], "review must run as one replica"),
+        (["review.autoscaling.enabled=true"], "review must run as one replica"),
         (
             [
                 "detector.autoscaling.enabled=true",
