@@ -102,7 +102,7 @@ def parse_head(data: bytes) -> SignedHead | str:
             str(obj["key_id"]),
             str(obj["signature"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[..." (tests/fuzz)
         return "audit.head is not a valid head seal"
     return head
 
@@ -134,7 +134,7 @@ def parse_record(raw: bytes) -> dict[str, Any] | str:
     """A record from its line (no newline), or why the line is not one."""
     try:
         rec = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[..." (tests/fuzz)
         return "not a JSON record (changed or cut)"
     if not isinstance(rec, dict):
         return "not a JSON record"

@@ -22,7 +22,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facestream.accountability.clock import iso, now_ms
-from facestream.accountability.jsonstore import locked, read_document, signature, write_document
+from facestream.accountability.jsonstore import damaged, locked, read_document, signature, write_document
 from facestream.errors import ConfigError, NotAuthorised
 
 Purpose = Literal["wanted", "missing", "threat"]
@@ -132,7 +132,7 @@ class AuthorisationStore:
         try:
             items = [Authorisation.model_validate(a) for a in raw]
         except (ValidationError, TypeError) as exc:
-            raise ConfigError(f"{self.path} is damaged ({exc}); restore it from backup") from None
+            raise damaged(self.path, exc) from None
         return {a.id: a for a in items}
 
     def get(self, auth_id: str) -> Authorisation:

@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from facestream.camera.spec import describe_validation_error
 from facestream.errors import ConfigError
 
 
@@ -29,15 +32,26 @@ def read_document(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is damaged (not UTF-8 text); restore it from backup") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is damaged ({exc.msg} at line {exc.lineno}); restore it from backup"
         ) from None
+    except RecursionError:  # found by tests/fuzz: "[[[[..." nested deep enough exhausts the stack
+        raise ConfigError(f"{path} is damaged (JSON nested too deeply); restore it from backup") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is damaged (expected a JSON object); restore it from backup")
     return data
+
+
+def damaged(path: Path, exc: Exception) -> ConfigError:
+    """One line saying why a stored document is unusable (a pydantic error spans many lines)."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    why = describe_validation_error(exc) if isinstance(exc, ValidationError) else lines[0]
+    return ConfigError(f"{path} is damaged ({why}); restore it from backup")
 
 
 def write_document(path: Path, data: dict[str, Any]) -> None:

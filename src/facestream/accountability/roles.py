@@ -66,7 +66,12 @@ class RoleStore:
         raw = read_document(self.path).get("assignments", {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{self.path} is damaged (assignments must be an object)")
-        return {str(name): frozenset(check_role(r) for r in roles) for name, roles in raw.items() if roles}
+        try:
+            return {
+                str(name): frozenset(check_role(r) for r in roles) for name, roles in raw.items() if roles
+            }
+        except TypeError:  # found by tests/fuzz: {"name": true} is not a list of roles
+            raise ConfigError(f"{self.path} is damaged (an account's roles must be a list)") from None
 
     def single_operator(self) -> bool:
         return not self.assignments()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from facestream.accountability.authorisations import check_places
 from facestream.accountability.clock import iso
-from facestream.accountability.jsonstore import locked, read_document, signature, write_document
+from facestream.accountability.jsonstore import damaged, locked, read_document, signature, write_document
 from facestream.errors import ConfigError
 
 
@@ -84,7 +84,7 @@ class RuleStore:
         try:
             return [SuspensionRule.model_validate(r) for r in raw]
         except (ValidationError, TypeError) as exc:
-            raise ConfigError(f"{self.path} is damaged ({exc}); restore it from backup") from None
+            raise damaged(self.path, exc) from None
 
     def add(
         self,

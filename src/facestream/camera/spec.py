@@ -96,9 +96,15 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line naming the first wrong field and what is wrong (never its value: it may be secret)."""
     errors = exc.errors()
     first = errors[0]
-    where = ".".join(str(p) for p in first["loc"]) or "camera"
+    where = ".".join(_printable(p) for p in first["loc"]) or "camera"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+def _printable(part: object, limit: int = 40) -> str:
+    """A field name as one short line: a hostile key (newlines, a megabyte) must not reshape the log."""
+    text = str(part).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_camera(data: bytes | str | dict[str, object]) -> CameraSpec:
@@ -125,8 +131,10 @@ def load_cameras(path: Path) -> list[CameraSpec]:
     """A JSON list of camera configs (the file `facestream cameras put` publishes)."""
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read cameras file {path}: {exc}") from None
+    except RecursionError:  # json nests by recursion: "[[[[..." deep enough exhausts the stack
+        raise ConfigError(f"cannot read cameras file {path}: JSON nested too deeply") from None
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: expected a JSON list of cameras")
     cameras = [parse_camera(item) for item in raw]
