@@ -114,10 +114,11 @@ def bench_gallery(sizes: list[int], repeat: int, workdir: Path) -> dict[str, Any
         def search(q: np.ndarray, g: Gallery = gallery) -> Any:
             return g.search(q, model_id="m", threshold=0.4, top_k=3)
 
+        one, many = probe[:1], probe
         out[str(size)] = {
             "insert_rows_per_s": round(size / insert_s),
-            "search_1": timed(lambda: search(probe[:1]), repeat),
-            "search_32": timed(lambda: search(probe), max(3, repeat // 4)),
+            "search_1": timed(lambda q=one: search(q), repeat),
+            "search_32": timed(lambda q=many: search(q), max(3, repeat // 4)),
             "rss_mb_after": round(rss_mb()),
         }
         gallery.close()
@@ -188,14 +189,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["## Detector (decode + detect + landmarks + align + quality), per frame", ""]
     lines += ["| scene | JPEG decode ms | detect path ms | faces |", "| --- | --- | --- | --- |"]
     for res, r in report["detector"].items():
-        lines.append(
-            f"| {res} | {r['jpeg_decode']['median_ms']} | {r['detect_align_measure']['median_ms']} | {r['faces']} |"
-        )
+        decode, detect = r["jpeg_decode"]["median_ms"], r["detect_align_measure"]["median_ms"]
+        lines.append(f"| {res} | {decode} | {detect} | {r['faces']} |")
     lines += ["", "## Embedder", "", "| batch | ms per batch | ms per face |", "| --- | --- | --- |"]
     for batch, r in report["embedder"].items():
         lines.append(f"| {batch.removeprefix('batch_')} | {r['median_ms']} | {r['per_face_ms']} |")
     lines += ["", "## Gallery (Milvus Lite, FLAT, 512-d cosine)", ""]
-    lines += ["| rows | insert rows/s | 1 query ms | 32 queries ms | peak RSS MB |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "| rows | insert rows/s | 1 query ms | 32 queries ms | peak RSS MB |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for size, r in report["gallery"].items():
         lines.append(
             f"| {size} | {r['insert_rows_per_s']} | {r['search_1']['median_ms']} | "
@@ -217,7 +220,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, small galleries")
     parser.add_argument("--gallery-sizes", default="", help="comma-separated row counts")
     parser.add_argument("--out", type=Path, default=REPO / "load-tests" / "reports")
@@ -225,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (FACES / "scenes").is_dir():
         parser.error(f"test photos not found at {FACES}; set FACESTREAM_FACES")
     repeat = 5 if args.quick else 30
-    sizes = [int(s) for s in args.gallery_sizes.split(",") if s] or ([1000] if args.quick else [1000, 10_000, 100_000])
+    sizes = [int(s) for s in args.gallery_sizes.split(",") if s] or (
+        [1000] if args.quick else [1000, 10_000, 100_000]
+    )
     models = ModelSettings(execution_provider="cpu")
     fetch_builtin_models(models.model_dir)
     finder = build_finder(DetectorSettings(), models)

@@ -20,6 +20,7 @@ from facestream.camera.sources import Captured
 from facestream.camera.spec import CameraSpec, parse_camera
 from facestream.gallery.store import GalleryHit
 from facestream.messages import Candidate, Embedding, Face, Frame, Hit
+from facestream.review import wire
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
 from facestream.stages.episodes import EpisodeTracker
@@ -69,12 +70,17 @@ CODECS: dict[str, codec.Codec[Any]] = {
     "hits": codec.HITS,
     "matches": codec.MATCHES,
 }
+"""The pipeline's codecs, round-tripped below on messages the real stages produce."""
+
+REVIEW_CODECS: dict[str, codec.Codec[Any]] = {"reviews": wire.REVIEWS, "alerts": wire.ALERTS}
+"""The review layer's codecs (round-tripped in tests/review/test_wire.py)."""
 
 
 def test_every_subject_in_schemas_has_a_codec_at_its_latest_version() -> None:
     subjects = {p.name: p for p in SCHEMAS.iterdir() if p.is_dir() and not p.name.startswith("_")}
-    assert set(subjects) == set(CODECS)
-    for name, c in CODECS.items():
+    every = CODECS | REVIEW_CODECS
+    assert set(subjects) == set(every)
+    for name, c in every.items():
         latest = max(int(p.stem[1:]) for p in subjects[name].glob("v*.avsc"))
         assert c.version == latest, f"{name}: the codec writes v{c.version}, the newest schema is v{latest}"
 
