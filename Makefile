@@ -16,7 +16,7 @@ demo: setup
 test: setup test-deps
 	$(BIN)/ruff check src services schemas tests load-tests
 	$(BIN)/mypy
-	$(BIN)/pip-audit --local --skip-editable --progress-spinner off
+	scripts/dependency-audit.sh
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
