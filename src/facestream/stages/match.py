@@ -69,6 +69,14 @@ class MatchStage:
         self._policy.refresh()
         groups: dict[tuple[str, tuple[str, ...] | None], list[int]] = {}
         for i, emb in enumerate(items):
+            if emb.vector.shape != (self._gallery.dim,):
+                # Found by tests/dlq: a unit vector of the wrong length passes the codec, but would
+                # fail the whole batch (np.stack) or the gallery call, on every redelivery.
+                outcomes[i] = InvalidMessage(
+                    "bad_vector",
+                    f"vector has {emb.vector.size} values; the gallery holds {self._gallery.dim}",
+                )
+                continue
             if self._policy.suspended(emb.ref.camera_id, emb.ref.captured_at_ms):
                 continue
             allowed = self._policy.allowed_authorisations(emb.ref.camera_id, emb.ref.captured_at_ms)
