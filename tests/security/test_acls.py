@@ -3,8 +3,8 @@ KafkaUsers grant: the same principals, topics, groups and operations, with and w
 prefix. The chart sets every service's group without a prefix (FACESTREAM_GROUP_ID), so the file
 is expanded with group prefix "" here.
 
-Transactional ids are compared only once the chart grants any: the file grants each transactional
-stage `<group>.` (runtime/service.py names its producer <group>.<replica>); see docs/security.md.
+Transactional ids included: the file and the chart grant each transactional stage the prefix
+`<group>.` (runtime/service.py names its producer <group>.<replica>); see docs/security.md.
 """
 
 from __future__ import annotations
@@ -58,12 +58,10 @@ def test_the_broker_scripts_acls_are_the_charts(render: Callable[..., RenderResu
     chart = from_chart(render(STRIMZI, [f"kafka.topicPrefix={prefix}"]))
     ours = from_file(prefix, "")
     assert set(chart) == set(ours) == {"frame-sampler", "detector", "embedder", "matcher", "review"}
-    chart_grants_transactions = any(a[0] == "transactionalId" for acls in chart.values() for a in acls)
     for service in ours:
-        expected = ours[service]
-        if not chart_grants_transactions:
-            expected = {a for a in expected if a[0] != "transactionalId"}
-        assert chart[service] == expected, (service, chart[service] ^ expected)
+        assert chart[service] == ours[service], (service, chart[service] ^ ours[service])
+    transactional = {s for s, acls in chart.items() if any(a[0] == "transactionalId" for a in acls)}
+    assert transactional == {"detector", "embedder", "matcher"}
 
 
 def test_every_service_writes_only_its_own_outputs_and_dead_letters() -> None:
