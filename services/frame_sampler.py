@@ -1,4 +1,12 @@
-"""frame-sampler: cameras → frames; cameras are shared among replicas by the `cameras` topic's group."""
+"""frame-sampler: cameras → frames; cameras are shared among replicas by the `cameras` topic's group.
+
+A source, not a read-process-write stage: frames are produced by an idempotent producer, and
+nothing is committed (every assignment reads its camera configs from the start). A restarted
+sampler therefore samples its video files again from their beginning; so that the repeated
+frames carry the same ids (`<camera>@<captured_at_ms>`) and change nothing downstream, a file
+camera without `start_at_ms` gets the time its config was published, which is the same on
+every read of the compacted topic.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,15 @@ from collections.abc import Sequence
 
 from facestream import codec
 from facestream.camera.fleet import CameraFleet
-from facestream.camera.spec import parse_camera
+from facestream.camera.sources import LIVE_SCHEMES
+from facestream.camera.spec import CameraSpec, parse_camera
 from facestream.cliargs import OneLineParser, add_settings
 from facestream.errors import ConfigError, FacestreamError, InvalidMessage
 from facestream.messages import Frame
 from facestream.runtime import metrics
 from facestream.runtime.runner import dlq_headers
 from facestream.runtime.service import (
+    group_id,
     install_stop_handlers,
     parse_settings,
     setup_logging,
@@ -42,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     runtime: RuntimeSettings = settings[RuntimeSettings]
     setup_logging(runtime.log_level)
     stop = threading.Event()
-    install_stop_handlers(stop)
+    install_stop_handlers(stop, runtime.shutdown_grace_s)
     health = start_health(runtime)
     frames_topic = kafka.topic_prefix + topics.FRAMES
     cameras_topic = kafka.topic_prefix + topics.CAMERAS
@@ -53,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         producer.produce(frames_topic, codec.FRAMES.encode(frame), key=frame.key)
 
     fleet = CameraFleet(settings[SamplerSettings], publish)
-    consumer = KafkaConsumer(kafka, runtime.group_id or f"facestream-{NAME}")
+    consumer = KafkaConsumer(kafka, group_id(kafka, runtime, NAME), instance_id=runtime.replica_id)
     consumer.subscribe([cameras_topic], on_revoke=fleet.revoke)
     health.set_ready(True)
     last_refresh = 0.0
@@ -71,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
                     metrics.DLQ.labels(NAME, error.reason).inc()
                     log.warning("camera config %s/%d@%d: %s", env.topic, env.partition, env.offset, exc)
                     continue
+                if spec is not None:
+                    spec = pinned(spec, env.timestamp_ms)
                 fleet.apply(camera_id, spec, (env.topic, env.partition))
             health.polled()
             metrics.LAST_POLL.labels(NAME).set(time.time())
@@ -86,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
         producer.close()
         consumer.close()
     return 0
+
+
+def pinned(spec: CameraSpec, published_at_ms: int) -> CameraSpec:
+    """A file camera's media time 0, when its config leaves it open: the config record's time,
+    so that its frame ids do not change when the sampler starts it again."""
+    if spec.start_at_ms is not None or spec.url.lower().startswith(LIVE_SCHEMES) or published_at_ms <= 0:
+        return spec
+    return spec.model_copy(update={"start_at_ms": published_at_ms})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,25 +4,39 @@ Two loops in one process. The confluent StageRunner (embeddings → hits: batche
 search, the hot path) runs in a thread; the faust episode app (hits → matches, state in a
 changelog-backed table) runs on the main thread's event loop. SIGTERM or SIGINT stops both:
 the runner finishes, flushes and commits its batch, faust commits the hits it has
-acknowledged, and the process exits 0. If either loop fails, both stop and it exits 1.
+acknowledged, and the process exits 0 (3 when that took longer than --shutdown-grace-s). If
+either loop fails, both stop and it exits 1. While the gallery is unreachable the runner
+pauses (nothing consumed, nothing committed); `facestream_gallery_up` says so, and
+`facestream_gallery_entries` reports the gallery's size every half minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from facestream import codec
 from facestream.accountability.matching import SETTINGS as ACCOUNTABILITY_SETTINGS
-from facestream.accountability.matching import build_match_stage
-from facestream.errors import ConfigError, FacestreamError
+from facestream.accountability.matching import open_matching
+from facestream.errors import ConfigError, FacestreamError, GalleryUnavailable
+from facestream.gallery.store import Gallery
+from facestream.runtime import metrics
 from facestream.runtime.runner import StageRunner
-from facestream.runtime.service import ConsumingService, Settings, parse_settings, setup_logging, start_health
+from facestream.runtime.service import (
+    ConsumingService,
+    Settings,
+    enforce_grace,
+    parse_settings,
+    setup_logging,
+    start_health,
+)
 from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
 from facestream.stages.match import MatchStage
 from facestream.transport import topics
@@ -33,10 +47,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("facestream.matcher")
 
 
+GALLERY_SIZE_EVERY_S = 30.0
+
+
 def build(settings: Settings) -> MatchStage:
     # Accountability (engineer D1): the match policy (authorisations in force and in scope,
     # suspension rules) and the periodic purge of ended authorisations.
-    return build_match_stage(settings)
+    matching = open_matching(settings)
+    threading.Thread(
+        target=report_gallery_size, args=(matching.gallery,), name="gallery-size", daemon=True
+    ).start()
+    return matching.stage
+
+
+def report_gallery_size(gallery: Gallery, every_s: float = GALLERY_SIZE_EVERY_S) -> None:
+    """`facestream_gallery_entries`, now and every `every_s`; an unreachable gallery is reported
+    by the search itself (`facestream_gallery_up`), so a failed count is simply skipped."""
+    while True:
+        with contextlib.suppress(GalleryUnavailable):
+            metrics.GALLERY_ENTRIES.set(gallery.count())
+        time.sleep(every_s)
 
 
 SERVICE = ConsumingService(
@@ -64,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     stop = threading.Event()
     try:
-        episodes = EpisodesApp(EpisodesConfig.resolve(settings[KafkaSettings], settings[MatcherSettings]))
+        episodes = EpisodesApp(
+            EpisodesConfig.resolve(settings[KafkaSettings], settings[MatcherSettings], runtime.replica_id)
+        )
         health = start_health(runtime)
         runner = SERVICE.runner(settings, stop, health)  # opens the gallery
     except ConfigError as exc:
@@ -74,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
         log.error("matcher: %s", exc)
         return 1
     log.info("matcher: %s -> %s", runner.route.input_topic, runner.route.output_topic)
-    return asyncio.run(serve(runner, episodes, stop))
+    return asyncio.run(serve(runner, episodes, stop, runtime.shutdown_grace_s))
 
 
-async def serve(runner: StageRunner[Any, Any], episodes: EpisodesApp, stop: threading.Event) -> int:
+async def serve(
+    runner: StageRunner[Any, Any], episodes: EpisodesApp, stop: threading.Event, grace_s: float | None = None
+) -> int:
     """Run both loops until a signal or a failure; 0 only when both stopped cleanly."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -89,6 +123,8 @@ async def serve(runner: StageRunner[Any, Any], episodes: EpisodesApp, stop: thre
 
     def on_signal(signum: signal.Signals) -> None:
         log.info("signal %s: finishing the work in hand, committing, then exiting", signum.name)
+        if grace_s is not None and not stop.is_set():
+            enforce_grace(grace_s)
         request_stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

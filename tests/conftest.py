@@ -24,6 +24,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.mjpeg",
     "tests.fixtures.helm",
     "tests.fixtures.browser",
+    "tests.fixtures.reliability",
     "tests.fixtures.security",
 ]
 

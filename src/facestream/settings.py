@@ -70,7 +70,16 @@ class RuntimeSettings(BaseSettings):
         le=1,
         description="stop when more than this share of the last 1000 messages went to the DLQ",
     )
-    group_id: str | None = Field(None, description="consumer group; default facestream-<stage>")
+    group_id: str | None = Field(None, description="consumer group; default <topic_prefix>facestream-<stage>")
+    replica_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._\-]{1,200}$",
+        description="this replica's stable name (e.g. the pod name): makes it a static group member "
+        "and names its transactional producer, so a restart takes over at once; default none",
+    )
+    liveness_timeout_s: float = Field(
+        60.0, gt=0, description="/healthz fails when the processing loop has not polled for this long"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
 
@@ -183,6 +192,12 @@ class MatcherSettings(BaseSettings):
     top_k: int = Field(3, ge=1, le=100, description="gallery entries returned per face")
     episode_gap_s: float = Field(
         30.0, gt=0, description="a person unseen on a camera this long starts a new episode"
+    )
+    episode_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="an episode unseen for this long (wall clock) is forgotten; keep it above the hits "
+        "topic's retention, so that no redelivered hit can open it again",
     )
     episodes_app_id: str | None = Field(
         None,

@@ -134,7 +134,12 @@ def test_pipeline_one_candidate_per_person_per_episode(
         for group, topic in CONSUMED:
             ends = {p: end for p, end in end_offsets(settings, prefix + topic).items() if end > 0}
             assert ends, f"nothing reached {topic}"
-            assert committed_offsets(settings, prefix + group, prefix + topic) == ends, group
+            # Up to the last message; a transactional topic may end in a commit marker (a record
+            # that is no message) which a consumer at rest need not have moved past yet.
+            last = {e.partition: e.offset + 1 for e in read_topic(settings, prefix + topic, 1, 10)}
+            committed = committed_offsets(settings, prefix + group, prefix + topic)
+            assert set(committed) == set(ends), group
+            assert all(last[p] <= committed[p] <= ends[p] for p in ends), (group, last, committed, ends)
 
         # Restarted consumers find nothing left to do: nothing is consumed (or produced) twice.
         produced = {

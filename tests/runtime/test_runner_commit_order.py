@@ -20,8 +20,7 @@ class Echo:
 
     def process(self, items: Sequence[Frame]) -> list[list[Frame] | InvalidMessage]:
         return [
-            InvalidMessage("bad_camera", f.ref.camera_id) if f.ref.camera_id == "bad" else [f]
-            for f in items
+            InvalidMessage("bad_camera", f.ref.camera_id) if f.ref.camera_id == "bad" else [f] for f in items
         ]
 
 

@@ -162,7 +162,14 @@ class Gallery:
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             with self._lock:
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except MilvusException as exc:
+                    if "call load()" not in str(exc):
+                        raise
+                    # A restarted Milvus server has the collection released: load it, ask again.
+                    self._client.load_collection(self.collection)
+                    return fn(*args, **kwargs)
         except MilvusException as exc:
             raise GalleryUnavailable(f"Milvus call {getattr(fn, '__name__', fn)} failed: {exc}") from exc
 

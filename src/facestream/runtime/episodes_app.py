@@ -1,17 +1,27 @@
 """hits → matches in Kafka mode: a faust agent over `hits` whose episode state is a faust Table.
 
-The episode logic is the plain `EpisodeStage`/`EpisodeTracker` the embedded mode runs; here
-its state mapping is a Table backed by a compacted changelog topic, so a restarted matcher
-recovers every open episode before it reads another hit, and does not open a second
-candidate for an episode it already reported. faust stays off the frame path: hits are few.
+The episode logic is the plain `EpisodeTracker` the embedded mode runs; here its state
+mapping is a Table backed by a compacted changelog topic, so a restarted matcher recovers
+every open episode before it reads another hit, and does not open a second candidate for an
+episode it already reported. faust stays off the frame path: hits are few.
 
-Delivery: each event is acknowledged only after its candidate (or dead letter) is
-acknowledged by the broker, and faust flushes the table's changelog before it commits
-offsets. A crash therefore redelivers the hit, and the tracker answers a redelivered
-opening hit with the same candidate id. faust itself may deliver a hit twice or skip one
-while it starts with a backlog (see offset_guard.py): a second table records the next
-offset to apply per partition, so duplicates are dropped and skipped offsets are read
-directly from Kafka and applied in order.
+Exactly once in `matches`, across crashes. faust commits a hit's offset only after it has
+flushed the table changelog, so a crash redelivers hits, and the order of the writes for
+an opening hit decides what a redelivery finds:
+1. the tracker records the episode as opened but unconfirmed, and the changelog is flushed;
+2. the candidate is published, and its acknowledgement awaited;
+3. the tracker marks the episode confirmed (changelog, flushed before the next commit).
+A crash before 1 is durable leaves no trace: the candidate was not published, and the
+redelivered hit opens it normally. A crash after 1 leaves an unconfirmed episode: the
+redelivered hit is a repeat, and the candidate is looked for in `matches` (from the time
+the episode was opened) and published only if it is not there. After 3, a repeat opens
+nothing. Hits older than the episode in progress (replays) never open one (stages/episodes.py).
+
+faust itself may deliver a hit twice or skip one while it starts with a backlog (see
+offset_guard.py): a second table records the next offset to apply per partition, so
+duplicates are dropped and skipped offsets are read directly from Kafka and applied in order.
+Episodes not seen for `--episode-ttl-s` are deleted from the table as hits of their
+partition arrive, so the state stays bounded.
 """
 
 from __future__ import annotations
@@ -30,15 +40,16 @@ from confluent_kafka.admin import AdminClient
 
 from facestream import codec
 from facestream.errors import ConfigError, FacestreamError, InvalidMessage
-from facestream.runtime import metrics
+from facestream.messages import Candidate
+from facestream.runtime import faust_committed, metrics
 from facestream.runtime.faust_import import faust
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
 from facestream.runtime.runner import dlq_headers
 from facestream.settings import KafkaSettings, MatcherSettings
-from facestream.stages.episodes import EpisodeStage, EpisodeTracker
+from facestream.stages.episodes import EpisodeTracker, Opening
 from facestream.transport import topics
 from facestream.transport.base import Envelope
-from facestream.transport.kafka import client_config, read_range
+from facestream.transport.kafka import RangeReader, client_config, find_key, group_start_offset
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,10 @@ TABLE = "episodes"
 PROGRESS = "progress"
 STALL_S = 3.0
 """A partition with unapplied input and no event for this long had its last events skipped."""
+EXPIRE_EVERY_S = 60.0
+"""How often, per partition, episodes past their time to live are looked for."""
+READBACK_MARGIN_MS = 60_000
+"""Looking for an unconfirmed candidate in `matches`, start this much before its episode opened."""
 FAUST_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
 
 
@@ -66,9 +81,15 @@ class EpisodesConfig:
     """Of `hits`; the table's changelog must match it (faust co-partitions them)."""
     replication: int
     """Of `hits`; the changelog gets the same."""
+    ttl_ms: int = 3_600_000
+    """Episodes unseen (wall clock) for this long are deleted."""
+    instance_id: str | None = None
+    """Static group membership (the replica's stable name): a restart takes its partitions back at once."""
 
     @classmethod
-    def resolve(cls, kafka: KafkaSettings, matcher: MatcherSettings) -> EpisodesConfig:
+    def resolve(
+        cls, kafka: KafkaSettings, matcher: MatcherSettings, replica_id: str | None = None
+    ) -> EpisodesConfig:
         partitions, replication = topic_layout(kafka, kafka.topic_prefix + topics.HITS)
         return cls(
             kafka=kafka,
@@ -77,6 +98,8 @@ class EpisodesConfig:
             gap_ms=round(matcher.episode_gap_s * 1000),
             partitions=partitions,
             replication=replication,
+            ttl_ms=round(matcher.episode_ttl_s * 1000),
+            instance_id=replica_id,
         )
 
 
@@ -93,8 +116,9 @@ def topic_layout(kafka: KafkaSettings, topic: str, timeout_s: float = 30) -> tup
     return len(found.partitions), max(1, len(found.partitions[0].replicas))
 
 
-def faust_brokers(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
+def faust_brokers(kafka: KafkaSettings, scheme: str = "kafka") -> list[str]:
+    """faust broker URLs; scheme `faust_committed.SCHEME` reads read_committed."""
+    return [f"{scheme}://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
 
 
 def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
@@ -149,13 +173,14 @@ class EpisodesApp:
     def __init__(self, config: EpisodesConfig) -> None:
         self.config = config
         self.failure: BaseException | None = None
+        self.readers: list[RangeReader] = []
 
     def build(self) -> faust.App:
         config = self.config
         prefix = config.kafka.topic_prefix
         app = faust.App(
             config.app_id,
-            broker=faust_brokers(config.kafka),
+            broker=faust_brokers(config.kafka, faust_committed.SCHEME),  # hits are transactional
             broker_credentials=faust_credentials(config.kafka),
             broker_client_id=config.kafka.client_id,
             store="memory://",  # the changelog is the state; a restart replays it
@@ -168,6 +193,7 @@ class EpisodesApp:
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=True,  # on stop, finish the event in hand before committing
             producer_acks=-1,
+            consumer_group_instance_id=config.instance_id,
         )
         hits = app.topic(prefix + topics.HITS, key_serializer="raw", value_serializer="raw")
         matches = app.topic(prefix + topics.MATCHES, key_serializer="raw", value_serializer="raw")
@@ -179,12 +205,38 @@ class EpisodesApp:
 
         episodes_table = json_table(TABLE, "open episodes: identity\\x1fcamera -> first/last seen, candidate")
         guard = OffsetGuard(json_table(PROGRESS, "hits partition -> next offset to apply"))
-        stage = EpisodeStage(EpisodeTracker(episodes_table, gap_ms=config.gap_ms))
+        tracker = EpisodeTracker(episodes_table, gap_ms=config.gap_ms)
+        swept: dict[int, float] = {}
+        # Direct readers of `hits`, one per caller (the agent, the timer): each call is blocking.
+        gap_reader, stall_reader = RangeReader(config.kafka), RangeReader(config.kafka)
+        self.readers = [gap_reader, stall_reader]
 
         async def publish(topic: faust.TopicT, value: bytes, key: bytes | None, headers: Any = None) -> None:
             # force: send now, not at the next commit, so the ack below follows delivery.
             sent = await topic.send(key=key, value=value, headers=headers, force=True)
             await sent
+
+        async def published_before(opening: Opening) -> bool:
+            """A repeat: is its candidate in `matches` already (a crash after publishing it)?"""
+            since = opening.opened_at_ms - READBACK_MARGIN_MS
+            found = await asyncio.to_thread(
+                find_key, config.kafka, matches.get_topic_name(), opening.candidate.key, since
+            )
+            log.info(
+                "%s: candidate %s of an unconfirmed episode is %s",
+                STAGE,
+                opening.candidate.candidate_id,
+                "already in matches: not published again" if found else "not in matches: publishing it",
+            )
+            return found
+
+        async def emit(candidate: Candidate) -> None:
+            await publish(matches, codec.MATCHES.encode(candidate), candidate.key)
+            metrics.CANDIDATES.inc()
+            metrics.OUTPUTS.labels(STAGE).inc()
+            metrics.FRAME_TO_CANDIDATE_SECONDS.observe(
+                max(0.0, time.time() - candidate.ref.captured_at_ms / 1000)
+            )
 
         async def process(env: Envelope) -> None:
             try:
@@ -195,15 +247,30 @@ class EpisodesApp:
                 metrics.MESSAGES.labels(STAGE, "dlq").inc()
                 log.warning("%s: %s/%d@%d to the DLQ: %s", STAGE, env.topic, env.partition, env.offset, error)
                 return
-            outcome = stage.process([hit])[0]
-            assert not isinstance(outcome, InvalidMessage)  # the tracker accepts every decoded hit
-            for candidate in outcome:
-                await publish(matches, codec.MATCHES.encode(candidate), candidate.key)
-                metrics.FRAME_TO_CANDIDATE_SECONDS.observe(
-                    max(0.0, time.time() - candidate.ref.captured_at_ms / 1000)
-                )
+            opening = tracker.track(hit, env.partition)
+            if opening is not None:
+                if opening.repeat:
+                    already = await published_before(opening)
+                else:
+                    await app.producer.flush()  # the unconfirmed opening is durable before the candidate
+                    already = False
+                if not already:
+                    await emit(opening.candidate)
+                tracker.confirm(hit)
             metrics.MESSAGES.labels(STAGE, "ok").inc()
-            metrics.OUTPUTS.labels(STAGE).inc(len(outcome))
+            expire(env.partition)
+
+        def expire(partition: int) -> None:
+            """Now and then, delete this partition's episodes unseen for the time to live (only
+            the event's own partition: a table deletes through that partition's changelog)."""
+            now = time.monotonic()
+            if now - swept.setdefault(partition, now) < EXPIRE_EVERY_S:
+                return
+            swept[partition] = now
+            gone = tracker.expire(int(time.time() * 1000) - config.ttl_ms, partition)
+            if gone:
+                log.info("%s: forgot %d episode(s) of partition %d unseen for %ds", STAGE, gone, partition,
+                         config.ttl_ms // 1000)  # fmt: skip
 
         async def apply(env: Envelope) -> None:
             await process(env)
@@ -214,8 +281,9 @@ class EpisodesApp:
             manual = cast(faust.Stream[bytes], stream).noack()
             async for event in manual.events():
                 env = _envelope(event.message)
-                verdict = guard.check(env.partition, env.offset)
                 try:
+                    await seed(env.partition)
+                    verdict = guard.check(env.partition, env.offset)
                     if verdict is Verdict.GAP:
                         await apply_skipped(env)
                     if verdict is not Verdict.DUPLICATE:
@@ -228,39 +296,57 @@ class EpisodesApp:
                 await manual.ack(event)
 
         async def apply_skipped(env: Envelope) -> None:
-            """The stream skipped offsets before `env`: read them directly, apply them in order."""
+            """Offsets before `env` were not delivered: read them directly and apply them in order.
+            Usually they hold nothing (transaction markers); a message found there was skipped."""
             start = cast(int, guard.expected(env.partition))
-            log.warning(
-                "%s: %s/%d: the stream skipped offsets %d..%d; reading them directly",
-                STAGE, env.topic, env.partition, start, env.offset - 1,
-            )  # fmt: skip
-            missed = await asyncio.to_thread(
-                read_range, config.kafka, env.topic, env.partition, start, env.offset
-            )
-            if len(missed) != env.offset - start:
-                log.error(
-                    "%s: %d of offsets %d..%d are gone",
-                    STAGE,
-                    env.offset - start - len(missed),
-                    start,
-                    env.offset - 1,
-                )
+            missed = await asyncio.to_thread(gap_reader.read, env.topic, env.partition, start, env.offset)
+            if missed:
+                log.warning(
+                    "%s: %s/%d: the stream skipped %d hit(s) at offsets %d..%d; applying them",
+                    STAGE, env.topic, env.partition, len(missed), start, env.offset - 1,
+                )  # fmt: skip
             for skipped in missed:
                 await apply(skipped)
 
+        async def seed(partition: int) -> None:
+            """Nothing of this partition applied yet (a new app, or new partitions): start from
+            where the group reads it, so that skipped first events count as skipped."""
+            if guard.needs_seed(partition):
+                start = await asyncio.to_thread(
+                    group_start_offset, config.kafka, config.app_id, hits.get_topic_name(), partition
+                )
+                guard.seed(partition, start)
+
         async def unstall() -> None:
-            """Last events of a partition skipped (nothing after them to reveal it): seek back."""
+            """Last events of a partition skipped (nothing after them to reveal it): seek back.
+            A partition that ends in transaction markers only is merely quiet."""
             if app.rebalancing:
                 return
             mine = [tp for tp in app.consumer.assignment() if tp.topic == hits.get_topic_name()]
+            for tp in mine:
+                await seed(tp.partition)
             ends = {tp.partition: app.consumer.highwater(tp) for tp in mine}
             for partition, start in guard.stalled(
                 {p: e for p, e in ends.items() if e and e > 0}, STALL_S
             ).items():
                 tp = next(tp for tp in mine if tp.partition == partition)
-                log.warning("%s: %s: offsets from %d were not delivered; reading again", STAGE, tp, start)
+                end = ends[partition]
                 guard.touch(partition)
+                found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
+                if not found:
+                    guard.quiet(partition, end)
+                    await commit_past_markers(tp, end)
+                    continue
+                log.warning("%s: %s: offsets from %d were not delivered; reading again", STAGE, tp, start)
                 await app.consumer.seek(tp, start)
+
+        async def commit_past_markers(tp: Any, end: int) -> None:
+            """faust commits only offsets it delivered: a partition whose last records are
+            transaction markers would stay one behind its end at rest (a lag that never clears)."""
+            try:
+                await cast(Any, app.consumer)._commit_offsets({tp: end})
+            except Exception as exc:  # only the lag figure suffers; the next hit's commit moves on
+                log.debug("%s: %s: committing past its markers failed: %s", STAGE, tp, exc)
 
         app.agent(hits, name=f"{config.app_id}.episodes")(episodes)
         app.timer(STALL_S / 2, name=f"{config.app_id}.unstall")(unstall)
@@ -287,6 +373,8 @@ class EpisodesApp:
             for waiter in (stopped, crashed):
                 waiter.cancel()
             await app.stop()
+            for reader in self.readers:
+                reader.close()
         failure = self.failure or app.crash_reason
         if failure is not None:
             raise EpisodesFailed(f"{STAGE}: {failure}") from failure

@@ -13,6 +13,15 @@ something was skipped: the caller reads the missing offsets itself, then goes on
 partition whose log ends beyond the expected offset while no event arrives had its last
 events skipped: `stalled` names it, and the caller seeks back (the stream is idle then,
 so the seek is not undone) and calls `touch` so as to wait `idle_s` before trying again.
+
+Before anything of a partition was applied, the caller `seed`s it with the offset its
+reading starts from, so that even the first events being skipped is noticed.
+
+A topic written in Kafka transactions has offsets that hold no message at all: the control
+record each commit leaves, and aborted records (invisible to read_committed). A gap is then
+usually nothing but those; the caller's direct read finds no message in it, and goes on.
+Likewise a partition whose end is only control records is not stalled: the caller, having
+read nothing there, says so with `quiet`.
 """
 
 from __future__ import annotations
@@ -37,11 +46,22 @@ class OffsetGuard:
         self._progress = progress
         self._clock = clock
         self._last_event: dict[int, float] = {}
+        self._quiet_until: dict[int, int] = {}
+        self._floor: dict[int, int] = {}
 
     def expected(self, partition: int) -> int | None:
-        """The next offset to apply; None before anything of this partition was applied."""
+        """The next offset to apply: after the last one applied, else where the partition's
+        reading starts (`seed`); None when neither is known."""
         value = self._progress.get(str(partition))
-        return None if value is None else int(value)
+        return self._floor.get(partition) if value is None else int(value)
+
+    def needs_seed(self, partition: int) -> bool:
+        return self._progress.get(str(partition)) is None and partition not in self._floor
+
+    def seed(self, partition: int, offset: int) -> None:
+        """Where reading a partition of which nothing was applied yet starts (the group's
+        committed offset, or the log's start): so that skipped first events are noticed too."""
+        self._floor[partition] = offset
 
     def check(self, partition: int, offset: int) -> Verdict:
         self._last_event[partition] = self._clock()
@@ -57,6 +77,10 @@ class OffsetGuard:
     def touch(self, partition: int) -> None:
         self._last_event[partition] = self._clock()
 
+    def quiet(self, partition: int, until: int) -> None:
+        """Offsets before `until` hold nothing to apply (read directly and found empty)."""
+        self._quiet_until[partition] = max(until, self._quiet_until.get(partition, 0))
+
     def stalled(self, log_ends: Mapping[int, int], idle_s: float) -> dict[int, int]:
         """Partitions whose log ends beyond the expected offset and that had no event for
         `idle_s`: partition -> the first offset not applied."""
@@ -65,6 +89,7 @@ class OffsetGuard:
         for partition, end in log_ends.items():
             expected = self.expected(partition)
             idle = now - self._last_event.setdefault(partition, now) >= idle_s  # first look: not yet
-            if expected is not None and end > expected and idle:
+            applied_to = max(expected or 0, self._quiet_until.get(partition, 0))
+            if expected is not None and end > applied_to and idle:
                 out[partition] = expected
         return out

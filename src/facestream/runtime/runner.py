@@ -5,18 +5,27 @@ One batch goes through these steps, in this order, and only in this order:
 1. poll up to `batch_size` messages, waiting at most `batch_timeout`;
 2. decode each; one that does not decode is dead-lettered, not fatal;
 3. run the stage over the decoded batch (one outcome per input);
-4. produce every output, and every dead letter with its origin headers;
+4. open the commit (on Kafka: begin a transaction), then produce every output, and every
+   dead letter with its origin headers;
 5. flush the producer: if anything is unacknowledged, raise, and commit nothing;
-6. commit the batch's offsets: the explicit last step.
+6. commit the batch's offsets: the explicit last step, done by the commit strategy
+   (runtime/commit.py). In-process, the consumer commits (at-least-once). On Kafka the
+   offsets join the transaction, which then commits together with the outputs: downstream
+   (read_committed) sees a batch's outputs exactly once, or not at all.
 
-So a crash anywhere before step 6 redelivers the whole batch (at-least-once), and the
-stable ids on every message make the redelivery harmless downstream. If the stage
-raises `GalleryUnavailable`, the consumer is paused and the same batch retried with
-backoff until it succeeds: nothing is committed and nothing is skipped meanwhile.
+So a crash anywhere before step 6 redelivers the whole batch, and nothing of it was visible
+downstream (Kafka), or the stable ids on every message make the repeat harmless (in-process).
+If steps 4-6 fail, the strategy rolls back: the transaction is aborted, the consumer rewound
+to the batch's first offsets, and the batch processed again after a pause; a strategy that
+cannot roll back (in-process) raises instead. If the stage raises `GalleryUnavailable`, the
+consumer is paused and the same batch retried with backoff until it succeeds: nothing is
+committed and nothing is skipped meanwhile. If a rebalance takes partitions of the batch in
+hand meanwhile, the batch is dropped uncommitted (and rewound): the new owner processes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -26,11 +35,19 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from facestream.codec import Codec
-from facestream.errors import FacestreamError, GalleryUnavailable, InvalidMessage
+from facestream.errors import DeliveryError, FacestreamError, GalleryUnavailable, InvalidMessage
 from facestream.runtime import metrics
+from facestream.runtime.commit import AtLeastOnce, CommitStrategy
 from facestream.runtime.health import Health
 from facestream.stages.base import Stage
-from facestream.transport.base import Consumer, Envelope, Headers, Producer, next_offsets
+from facestream.transport.base import (
+    Consumer,
+    Envelope,
+    Headers,
+    Producer,
+    TopicPartition,
+    next_offsets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +68,10 @@ class TooManyInvalid(FacestreamError):
 
 class Interrupted(FacestreamError):
     """Shutdown was requested while a batch was waiting; it is left uncommitted."""
+
+
+class Revoked(FacestreamError):
+    """A rebalance took partitions of the batch in hand while it waited; the new owner redoes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +96,17 @@ class LoopPolicy:
     lag_interval_s: float = 15.0
     wait_for_gallery: bool = True
     """Pause and retry while the gallery is unavailable (services); False re-raises (embedded)."""
+    retry_max_s: float = 10.0
+    """Longest pause before a rolled-back batch is tried again (the pauses double up to it)."""
+
+
+def first_offsets(envelopes: Sequence[Envelope]) -> dict[TopicPartition, int]:
+    """Where to rewind to read `envelopes` again: the lowest offset per partition."""
+    offsets: dict[TopicPartition, int] = {}
+    for env in envelopes:
+        tp = (env.topic, env.partition)
+        offsets[tp] = min(offsets.get(tp, env.offset), env.offset)
+    return offsets
 
 
 def dlq_headers(stage: str, env: Envelope, error: InvalidMessage) -> Headers:
@@ -101,6 +133,7 @@ class StageRunner(Generic[I, O]):
         policy: LoopPolicy | None = None,
         health: Health | None = None,
         stop: threading.Event | None = None,
+        commit: CommitStrategy | None = None,
     ) -> None:
         self.stage = stage
         self.route = route
@@ -109,12 +142,27 @@ class StageRunner(Generic[I, O]):
         self.policy = policy or LoopPolicy()
         self.health = health or Health()
         self.stop = stop or threading.Event()
+        self.commit = commit or AtLeastOnce(consumer)
         self._recent_invalid: deque[bool] = deque(maxlen=self.policy.invalid_window)
         self._last_lag = 0.0
         self._name = stage.name
+        self._in_hand: set[TopicPartition] = set()
+        self._revoked_in_hand = False
+        self._retry_delay = 0.0
+        self._committed: dict[TopicPartition, int] = {}
 
     def start(self) -> None:
-        self.consumer.subscribe([self.route.input_topic])
+        self.consumer.subscribe([self.route.input_topic], on_revoke=self._on_revoke)
+
+    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Partitions moved to another replica: forget their lag series; a batch in hand that
+        holds any of them must not be committed here."""
+        for topic, partition in partitions:
+            self._committed.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):  # never reported
+                metrics.CONSUMER_LAG.remove(self._name, topic, str(partition))
+        if self._in_hand & set(partitions):
+            self._revoked_in_hand = True
 
     def run(self) -> None:
         """Process batches until `stop` is set; the batch in hand is finished and committed."""
@@ -132,12 +180,16 @@ class StageRunner(Generic[I, O]):
             self.consumer.close()
 
     def run_once(self) -> int:
-        """One batch through steps 1-6; returns how many input messages it covered."""
+        """One batch through steps 1-6; returns how many input messages it covered (0 when
+        the batch was rolled back to be processed again)."""
         envelopes = self.consumer.consume(self.policy.batch_size, self.policy.batch_timeout_s)
         self._polled()
         if not envelopes:
+            self._catch_up()
             return 0
         started = time.perf_counter()
+        self._in_hand = {(env.topic, env.partition) for env in envelopes}
+        self._revoked_in_hand = False
 
         decoded: list[tuple[Envelope, I]] = []
         dead: list[tuple[Envelope, InvalidMessage]] = []
@@ -147,7 +199,14 @@ class StageRunner(Generic[I, O]):
             except InvalidMessage as exc:
                 dead.append((env, exc))
 
-        outcomes = self._process([item for _, item in decoded]) if decoded else []
+        try:
+            outcomes = self._process([item for _, item in decoded]) if decoded else []
+        except Revoked as exc:
+            self._in_hand = set()
+            if not self.commit.rollback(first_offsets(envelopes)):
+                raise
+            log.info("%s: %s", self._name, exc)
+            return 0
         outputs: list[O] = []
         for (env, _), outcome in zip(decoded, outcomes, strict=True):
             if isinstance(outcome, InvalidMessage):
@@ -156,12 +215,56 @@ class StageRunner(Generic[I, O]):
                 outputs.extend(outcome)
         self._guard_invalid_ratio(len(envelopes), len(dead))
 
+        try:
+            self._produce_and_commit(envelopes, outputs, dead)
+        except DeliveryError as exc:
+            metrics.ERRORS.labels(self._name, "delivery").inc()
+            if not self.commit.rollback(first_offsets(envelopes)):
+                raise
+            self._retry_delay = min(max(0.5, self._retry_delay * 2), self.policy.retry_max_s)
+            log.warning(
+                "%s: batch of %d rolled back, to be processed again in %.1fs: %s",
+                self._name,
+                len(envelopes),
+                self._retry_delay,
+                exc,
+            )
+            self.stop.wait(self._retry_delay)
+            return 0
+        finally:
+            self._in_hand = set()
+        self._retry_delay = 0.0
+
+        metrics.MESSAGES.labels(self._name, "ok").inc(len(envelopes) - len(dead))
+        if dead:
+            metrics.MESSAGES.labels(self._name, "dlq").inc(len(dead))
+        metrics.OUTPUTS.labels(self._name).inc(len(outputs))
+        metrics.BATCH_SIZE.labels(self._name).observe(len(envelopes))
+        metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
+        return len(envelopes)
+
+    def _produce_and_commit(
+        self,
+        envelopes: Sequence[Envelope],
+        outputs: Sequence[O],
+        dead: Sequence[tuple[Envelope, InvalidMessage]],
+    ) -> None:
+        """Steps 4-6."""
+        self.commit.begin()
         for out in outputs:
             self.producer.produce(self.route.output_topic, self.route.output_codec.encode(out), key=out.key)
         for env, error in dead:
             self.producer.produce(
                 self.route.dlq_topic, env.value, key=env.key, headers=dlq_headers(self._name, env, error)
             )
+        self.producer.flush(self.policy.flush_timeout_s)
+        offsets = next_offsets(envelopes)
+        for tp, position in self._positions().items():
+            if tp in offsets:  # past markers the consumer skipped after the batch
+                offsets[tp] = max(offsets[tp], position)
+        self.commit.commit(offsets)
+        self._committed.update(offsets)
+        for env, error in dead:  # counted once they are surely in the dead-letter topic
             metrics.DLQ.labels(self._name, error.reason).inc()
             log.warning(
                 "%s: %s/%d@%d to %s: %s",
@@ -172,20 +275,28 @@ class StageRunner(Generic[I, O]):
                 self.route.dlq_topic,
                 error,
             )
-        try:
-            self.producer.flush(self.policy.flush_timeout_s)
-        except FacestreamError:
-            metrics.ERRORS.labels(self._name, "delivery").inc()
-            raise
-        self.consumer.commit(next_offsets(envelopes))
 
-        metrics.MESSAGES.labels(self._name, "ok").inc(len(envelopes) - len(dead))
-        if dead:
-            metrics.MESSAGES.labels(self._name, "dlq").inc(len(dead))
-        metrics.OUTPUTS.labels(self._name).inc(len(outputs))
-        metrics.BATCH_SIZE.labels(self._name).observe(len(envelopes))
-        metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
-        return len(envelopes)
+    def _positions(self) -> dict[TopicPartition, int]:
+        positions = getattr(self.consumer, "positions", None)
+        return dict(positions()) if positions is not None else {}
+
+    def _catch_up(self) -> None:
+        """Idle, with the consumer past what was committed (only transaction markers or aborted
+        records lie between): commit that, so an input at rest shows no lag."""
+        ahead = {
+            tp: position
+            for tp, position in self._positions().items()
+            if tp in self._committed and position > self._committed[tp]
+        }
+        if not ahead:
+            return
+        try:
+            self.commit.begin()
+            self.commit.commit(ahead)
+            self._committed.update(ahead)
+        except DeliveryError as exc:  # nothing is lost: no message lies in between
+            self.commit.rollback({})
+            log.info("%s: catching the committed offsets up failed, later then: %s", self._name, exc)
 
     def _process(self, items: Sequence[I]) -> list[list[O] | InvalidMessage]:
         """Run the stage; while the gallery is down, pause, wait and retry the same batch."""
@@ -214,6 +325,8 @@ class StageRunner(Generic[I, O]):
                     # A paused consumer returns nothing but keeps its group membership alive.
                     self.consumer.consume(1, 0)
                     self._polled()
+                    if self._revoked_in_hand:
+                        raise Revoked("partitions of the batch in hand were revoked while it waited") from exc
                     delay = min(delay * 2, 30.0)
         finally:
             if paused:

@@ -3,16 +3,24 @@
 A service entrypoint in services/ only names its stage, its settings and its topics; this
 module turns that into a process that shuts down cleanly on SIGTERM: the batch in hand
 is finished, its outputs flushed, its offsets committed, and the consumer leaves its
-group so the partitions move at once.
+group so the partitions move at once. The grace period is enforced: a batch that cannot
+finish within `--shutdown-grace-s` is abandoned uncommitted and the process exits 3, so a
+hung call can never turn a rolling update into a wait for SIGKILL with no word of why.
+
+On Kafka every consuming stage commits through a transaction (runtime/commit.py); its
+transactional id and its static group membership come from `--replica-id`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +30,13 @@ from pydantic_settings import BaseSettings
 from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
 from facestream.codec import Codec
 from facestream.errors import FacestreamError
+from facestream.runtime.commit import Transactional
 from facestream.runtime.health import Health, serve
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, RuntimeSettings
 from facestream.stages.base import Stage
 from facestream.transport import topics
-from facestream.transport.kafka import KafkaConsumer, KafkaProducer
+from facestream.transport.kafka import KafkaConsumer, TransactionalProducer
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +52,40 @@ def setup_logging(level: str) -> None:
     )
 
 
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM (Kubernetes) and SIGINT (a terminal) both mean: finish, commit, exit."""
+TRANSACTION_TIMEOUT_S = 10.0
+"""Each transaction call (send offsets, commit, abort) is a round trip or two; a call that takes
+longer than this is retried, and one blocked well past it is abandoned (TransactionalProducer)."""
+GRACE_EXCEEDED = 3
+"""Exit status when the shutdown grace period ran out with work still in hand."""
+
+
+def enforce_grace(grace_s: float) -> threading.Thread:
+    """After `grace_s`, end the process whatever it is doing: nothing more is committed, so
+    the unfinished batch is simply processed again by whoever takes the partitions."""
+
+    def expire() -> None:
+        time.sleep(grace_s)
+        log.error(
+            "shutdown grace period of %.3gs exceeded: exiting without committing the work in hand", grace_s
+        )
+        logging.shutdown()
+        os._exit(GRACE_EXCEEDED)
+
+    thread = threading.Thread(target=expire, name="shutdown-grace", daemon=True)
+    thread.start()
+    return thread
+
+
+def install_stop_handlers(stop: threading.Event, grace_s: float | None = None) -> None:
+    """SIGTERM (Kubernetes) and SIGINT (a terminal) both mean: finish, commit, exit; with
+    `grace_s`, within that many seconds or not at all."""
+    deadline: list[threading.Thread] = []
 
     def handler(signum: int, _frame: object) -> None:
         log.info("signal %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
         stop.set()
+        if grace_s is not None and not deadline:
+            deadline.append(enforce_grace(grace_s))
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -57,11 +94,25 @@ def install_stop_handlers(stop: threading.Event) -> None:
 def start_health(runtime: RuntimeSettings, *, max_poll_age_s: float | None = None) -> Health:
     health = Health(
         liveness_file=runtime.liveness_file,
-        max_poll_age_s=max_poll_age_s or max(60.0, 4 * runtime.batch_timeout_ms / 1000),
+        max_poll_age_s=max_poll_age_s or max(runtime.liveness_timeout_s, 4 * runtime.batch_timeout_ms / 1000),
     )
     server = serve(health, runtime.metrics_port)
     log.info("metrics and health on port %d", server.server_address[1])
     return health
+
+
+def group_id(kafka: KafkaSettings, runtime: RuntimeSettings, stage: str) -> str:
+    """--group-id, else one per stage and deployment: two deployments (topic prefixes) on one
+    cluster never share a group."""
+    return runtime.group_id or f"{kafka.topic_prefix}facestream-{stage}"
+
+
+def transactional_id(group: str, runtime: RuntimeSettings) -> str:
+    """Stable per replica, so a restarted replica fences its predecessor and aborts the
+    transaction it left open at once. Without --replica-id: host name and process id, which
+    stay the same when a container restarts in its pod (the process is pid 1 there)."""
+    replica = runtime.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+    return f"{group}.{replica}"
 
 
 def loop_policy(runtime: RuntimeSettings) -> LoopPolicy:
@@ -101,14 +152,26 @@ class ConsumingService:
             self.output_codec,
             prefix + topics.dlq(self.name),
         )
+        stage = self.build(settings)
+        group = group_id(kafka, runtime, self.name)
+        policy = loop_policy(runtime)
+        consumer = KafkaConsumer(kafka, group, instance_id=runtime.replica_id)
+        try:
+            producer = TransactionalProducer(
+                kafka, transactional_id(group, runtime), timeout_s=TRANSACTION_TIMEOUT_S
+            )
+        except BaseException:
+            consumer.close()
+            raise
         return StageRunner(
-            self.build(settings),
+            stage,
             route,
-            KafkaConsumer(kafka, runtime.group_id or f"facestream-{self.name}"),
-            KafkaProducer(kafka),
-            policy=loop_policy(runtime),
+            consumer,
+            producer,
+            policy=policy,
             health=health,
             stop=stop,
+            commit=Transactional(consumer, producer),
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -116,7 +179,7 @@ class ConsumingService:
         runtime: RuntimeSettings = settings[RuntimeSettings]
         setup_logging(runtime.log_level)
         stop = threading.Event()
-        install_stop_handlers(stop)
+        install_stop_handlers(stop, runtime.shutdown_grace_s)
         health = start_health(runtime)
         try:
             runner = self.runner(settings, stop, health)

@@ -5,27 +5,79 @@ second from C; faust (aiokafka) is kept for the low-rate stateful layer.
 
 Delivery rules: producers are idempotent with acks=all; consumers never auto-commit and
 never auto-store offsets, so an offset is committed only by the runner, after the
-producer has confirmed every output of the batch.
+producer has confirmed every output of the batch. The read-process-write stages go one
+step further with `TransactionalProducer`: a batch's outputs and its input offsets are
+committed in one Kafka transaction, and consumers read `read_committed`, so a crash
+anywhere leaves either all of a batch downstream or none of it (docs/delivery.md).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka import Producer as CKProducer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from facestream.errors import ConfigError, DeliveryError
+from facestream.errors import ConfigError, DeliveryError, FacestreamError
 from facestream.settings import KafkaSettings
 from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets
 from facestream.transport.topics import TopicSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REBALANCE_ERRORS = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._MAX_POLL_EXCEEDED,
+        KafkaError._STATE,
+    }
+)
+"""A commit refused because the group moved on: the partitions belong to someone else now."""
+
+
+class TransactionAborted(DeliveryError):
+    """The batch's transaction could not commit and was aborted: nothing of it is visible
+    downstream, and the batch must be processed again."""
+
+
+class ProducerFenced(FacestreamError):
+    """A newer instance with the same transactional id took over, or the producer hit a fatal
+    error: this process must stop (its replacement already redoes the uncommitted batch)."""
+
+
+OPERATOR_ERRORS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._SSL,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+"""Client errors only an operator can fix (credentials, certificates, ACLs): logged as errors."""
+
+
+def report_client_error(error: KafkaError) -> None:
+    """librdkafka's error callback. A refused login or a missing right would otherwise show only
+    as timeouts further up, so it is logged as an error, saying what the broker said; connection
+    errors while a broker restarts are expected, and reported by the runner's own retries."""
+    if error.code() in OPERATOR_ERRORS or error.fatal():
+        log.error("kafka refused this client: %s", error.str())
+    else:
+        log.debug("kafka client: %s", error.str())
 
 
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -35,8 +87,9 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "client.id": settings.client_id,
         "security.protocol": settings.security_protocol,
         # librdkafka logs connection failures itself at level 3; the runner reports them
-        # through metrics and its own log lines instead.
+        # through metrics and its own log lines instead. Errors come through `error_cb`.
         "log_level": 2,
+        "error_cb": report_client_error,
     }
     if "SASL" in settings.security_protocol:
         if not settings.sasl_username or settings.sasl_password is None:
@@ -70,12 +123,26 @@ def _envelope(message: Message) -> Envelope:
 
 
 class KafkaConsumer:
+    """A group member that commits only when told to.
+
+    `instance_id` makes it a static member (group.instance.id): a replica restarted under the
+    same id gets its partitions back at once instead of waiting for its old session to time
+    out. Leave it None for replicas without a stable name; a static member that stops is not
+    replaced until its session times out.
+    """
+
     def __init__(
-        self, settings: KafkaSettings, group_id: str, *, extra: dict[str, Any] | None = None
+        self,
+        settings: KafkaSettings,
+        group_id: str,
+        *,
+        instance_id: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         config = {
             **client_config(settings),
             "group.id": group_id,
+            **({"group.instance.id": instance_id} if instance_id else {}),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -86,10 +153,16 @@ class KafkaConsumer:
         }
         self._consumer = CKConsumer(config)
         self._assigned: list[TopicPartition] = []
+        self._paused = False
+        self.group_id = group_id
 
     @property
     def raw(self) -> CKConsumer:
         return self._consumer
+
+    def group_metadata(self) -> object:
+        """What a transaction's offset commit is checked against (KIP-447 fencing)."""
+        return self._consumer.consumer_group_metadata()
 
     def subscribe(
         self,
@@ -99,6 +172,9 @@ class KafkaConsumer:
     ) -> None:
         def assigned(_: CKConsumer, partitions: list[TopicPartition]) -> None:
             self._assigned.extend(partitions)
+            if self._paused and partitions:
+                # Paused means paused: a partition gained meanwhile must not deliver either.
+                self._consumer.pause(partitions)
             if on_assign is not None:
                 on_assign([(p.topic, p.partition) for p in partitions])
 
@@ -125,11 +201,60 @@ class KafkaConsumer:
                 log.warning("consumer: %s", error.str())
         return out
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets, *, timeout_s: float = 60.0) -> None:
+        """Store the offsets; dropped (and logged) when a rebalance took the partitions meanwhile.
+
+        Refused during a rebalance, the commit is dropped, not retried: the partitions'
+        new owner reads the batch again from the last committed offset (at-least-once),
+        and the service keeps running. A broker that does not answer is asked again until
+        `timeout_s`; then the error is raised.
+        """
         if not offsets:
             return
         partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        self._consumer.commit(offsets=partitions, asynchronous=False)
+        deadline = time.monotonic() + timeout_s
+        delay = 0.2
+        while True:
+            try:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() in REBALANCE_ERRORS:
+                    log.warning(
+                        "commit refused (%s): the partitions moved in a rebalance; their new owner "
+                        "reads the batch again",
+                        error.str(),
+                    )
+                    return
+                if not error.retriable() or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("commit failed (%s); retrying in %.1fs", error.str(), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset this consumer will deliver, per assigned partition (where known).
+
+        Past the last message delivered, and past any transaction markers or aborted records
+        after it that the consumer has already skipped: committing this rather than
+        last-offset + 1 leaves a transactional input with no phantom lag of one per commit.
+        """
+        if not self._assigned:
+            return {}
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in self._consumer.position(list(self._assigned))
+            if tp.offset >= 0 and tp.error is None
+        }
+
+    def rewind(self, offsets: Offsets) -> None:
+        """Seek the partitions this member still owns back to `offsets` (an aborted batch's
+        first offsets), so the next poll delivers the batch again."""
+        owned = {(p.topic, p.partition) for p in self._assigned}
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) in owned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
 
     def lag(self, timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
         """Per assigned partition: messages between the group's committed offset and the end.
@@ -155,12 +280,73 @@ class KafkaConsumer:
         return out
 
     def pause_all(self) -> None:
+        self._paused = True
         if self._assigned:
             self._consumer.pause(self._assigned)
 
     def resume_all(self) -> None:
+        self._paused = False
         if self._assigned:
             self._consumer.resume(self._assigned)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class RangeReader:
+    """Reads exact offset ranges of partitions, outside any group, committing nothing; one
+    consumer kept for many reads (calls are serialised).
+
+    Offsets of a topic written in transactions are not contiguous: every commit or abort
+    leaves a control record, and an aborted transaction's messages are skipped (the reader is
+    read_committed). A range may therefore hold fewer messages than offsets, or none; the
+    read ends at the range's end or at the partition's end, whichever comes first.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._consumer = CKConsumer(
+            {
+                **client_config(settings),
+                "group.id": f"{settings.client_id}-read-range",  # required; never joined nor committed
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        self._lock = threading.Lock()
+
+    def read(
+        self, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
+    ) -> list[Envelope]:
+        """The messages at offsets [start, end); offsets that no longer exist (retention) or never
+        held a message (control records, aborted transactions) are simply absent."""
+        if end <= start:
+            return []
+        with self._lock:
+            self._consumer.assign([TopicPartition(topic, partition, start)])
+            out: list[Envelope] = []
+            deadline = time.monotonic() + timeout_s
+            try:
+                while time.monotonic() < deadline:
+                    done = False
+                    for message in self._consumer.consume(num_messages=500, timeout=0.2):
+                        error = message.error()
+                        offset = message.offset() or 0
+                        if message.topic() != topic or message.partition() != partition:
+                            continue  # left over from an earlier read
+                        if error is None:
+                            if start <= offset < end:
+                                out.append(_envelope(message))
+                            done = done or offset >= end - 1
+                        elif error.code() == KafkaError._PARTITION_EOF:
+                            done = True  # the partition (its last stable offset) ends before `end`
+                    if done:
+                        break
+                return out
+            finally:
+                self._consumer.unassign()
 
     def close(self) -> None:
         self._consumer.close()
@@ -170,33 +356,14 @@ def read_range(
     settings: KafkaSettings, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
 ) -> list[Envelope]:
     """The messages at offsets [start, end) of one partition, read directly (no group, no
-    commit). Offsets that no longer exist (retention) are simply absent from the result."""
+    commit): `RangeReader.read` with a reader made for the one call."""
     if end <= start:
         return []
-    consumer = CKConsumer(
-        {
-            **client_config(settings),
-            "group.id": f"{settings.client_id}-read-range",  # required; never joined nor committed
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
+    reader = RangeReader(settings)
     try:
-        consumer.assign([TopicPartition(topic, partition, start)])
-        out: list[Envelope] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                if message.error() is None and start <= (message.offset() or 0) < end:
-                    out.append(_envelope(message))
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            last = out[-1].offset if out else start - 1
-            if last >= end - 1 or (high >= 0 and last >= min(end, high) - 1):
-                break
-        return out
+        return reader.read(topic, partition, start, end, timeout_s)
     finally:
-        consumer.close()
+        reader.close()
 
 
 class KafkaProducer:
@@ -210,6 +377,7 @@ class KafkaProducer:
             "message.max.bytes": 10_000_000,
             **(extra or {}),
         }
+        self._config = config
         self._producer = CKProducer(config)
         self._failures: list[str] = []
 
@@ -242,6 +410,201 @@ class KafkaProducer:
 
     def close(self) -> None:
         self._producer.flush(5)
+
+
+class TransactionalProducer(KafkaProducer):
+    """A producer whose outputs become visible only together with the input offsets they
+    came from: one Kafka transaction per batch (exactly-once read-process-write).
+
+    `transactional_id` must be stable per replica (group id + replica name): a restarted
+    replica with the same id fences its predecessor and aborts whatever transaction it left
+    open, instead of read_committed consumers waiting for that transaction to time out.
+
+    librdkafka 2.16 can block in a transaction call well past the call's own timeout when the
+    group coordinator went away, as in a broker restart (confluentinc/librdkafka#5456, #5511:
+    `send_offsets_to_transaction` hangs for good). So every call is waited for at most
+    `timeout_s` + `STUCK_MARGIN_S`; a call still blocked then is abandoned with its client, and a
+    new client under the same transactional id takes over (fencing the stuck one, aborting its
+    transaction), so the batch is simply processed again.
+    """
+
+    STUCK_MARGIN_S = 10.0
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        transactional_id: str,
+        *,
+        timeout_s: float = 30.0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, extra={"transactional.id": transactional_id, **(extra or {})})
+        self.transactional_id = transactional_id
+        self._timeout_s = timeout_s
+        self._open = False
+        # A broker that is still starting is waited for, a while; one that never answers is an error.
+        self._call("init", lambda: self._producer.init_transactions(timeout_s), patience_s=4 * timeout_s)
+
+    def begin(self) -> None:
+        if not self._open:
+            self._call("begin", self._producer.begin_transaction)
+            self._open = True
+
+    def commit(self, offsets: Offsets, group_metadata: object) -> None:
+        """Add the input offsets to the open transaction and commit it; TransactionAborted when it
+        had to be aborted instead (the caller then processes the batch again)."""
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            if partitions:
+                self._call(
+                    "send offsets",
+                    lambda: self._producer.send_offsets_to_transaction(
+                        partitions, group_metadata, self._timeout_s
+                    ),
+                )
+            self._call("commit", lambda: self._producer.commit_transaction(self._timeout_s))
+        except TransactionAborted:
+            self.abort()
+            raise
+        self._open = False
+
+    def abort(self) -> None:
+        """Abort the open transaction, if any: its messages are never read downstream."""
+        if self._open:
+            self._call("abort", lambda: self._producer.abort_transaction(self._timeout_s))
+            self._open = False
+            # The aborted batch's messages come back as purged: not failures of the next batch.
+            self._producer.poll(0)
+            self._failures = []
+
+    def close(self) -> None:
+        try:
+            self.abort()
+            self._producer.flush(5)
+        except (FacestreamError, KafkaException) as exc:  # closing anyway: the broker aborts it in time
+            log.warning("transaction %s left open: %s", self.transactional_id, exc)
+
+    def _call(self, what: str, fn: Callable[[], T], *, patience_s: float | None = None) -> T:
+        """Run a transaction call, asking again while the error is retriable (a broker restarting:
+        for as long as it takes, or `patience_s`); abortable errors become TransactionAborted,
+        fatal ones ProducerFenced."""
+        delay = 0.5
+        deadline = None if patience_s is None else time.monotonic() + patience_s
+        while True:
+            try:
+                return self._bounded(what, fn)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal() or error.code() in (
+                    KafkaError._FENCED,
+                    KafkaError.PRODUCER_FENCED,
+                    KafkaError.INVALID_PRODUCER_EPOCH,
+                ):
+                    raise ProducerFenced(
+                        f"transaction {what} ({self.transactional_id}): {error.str()}"
+                    ) from None
+                if error.txn_requires_abort():
+                    raise TransactionAborted(f"transaction {what} failed: {error.str()}") from None
+                if not error.retriable():
+                    raise ProducerFenced(
+                        f"transaction {what} ({self.transactional_id}): {error.str()}"
+                    ) from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeliveryError(f"transaction {what}: Kafka did not answer: {error.str()}") from None
+                log.warning("transaction %s: %s; retrying in %.1fs", what, error.str(), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _bounded(self, what: str, fn: Callable[[], T]) -> T:
+        """`fn()`, unless it is still blocked after `timeout_s` + `STUCK_MARGIN_S`: then the
+        client is replaced and TransactionAborted raised (see the class docstring)."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append(fn())
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"transaction-{what}", daemon=True).start()
+        if not done.wait(self._timeout_s + self.STUCK_MARGIN_S):
+            self._replace_stuck(what)
+            raise TransactionAborted(f"transaction {what} blocked in librdkafka; the producer was replaced")
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def _replace_stuck(self, what: str) -> None:
+        log.error(
+            "transaction %s of %s blocked past its timeout; replacing the producer (the stuck one is fenced)",
+            what,
+            self.transactional_id,
+        )
+        self._producer = CKProducer(self._config)  # the stuck client is left to its thread
+        self._failures = []
+        self._open = False
+        self._call(
+            "init", lambda: self._producer.init_transactions(self._timeout_s), patience_s=4 * self._timeout_s
+        )
+
+
+def group_start_offset(
+    settings: KafkaSettings, group: str, topic: str, partition: int, timeout_s: float = 15.0
+) -> int:
+    """Where `group` starts reading a partition: its committed offset, else the log's start
+    (auto.offset.reset earliest). Asked without joining the group."""
+    consumer = CKConsumer({**client_config(settings), "group.id": group, "enable.auto.commit": False})
+    try:
+        tp = TopicPartition(topic, partition)
+        committed = consumer.committed([tp], timeout=timeout_s)[0].offset
+        if committed >= 0:
+            return int(committed)
+        low, _ = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+        return int(low)
+    except KafkaException as exc:
+        raise DeliveryError(
+            f"cannot read where {group} starts on {topic}/{partition}: {exc.args[0]}"
+        ) from None
+    finally:
+        consumer.close()
+
+
+def find_key(settings: KafkaSettings, topic: str, key: bytes, since_ms: int, timeout_s: float = 30.0) -> bool:
+    """Whether a message with `key` was written to `topic` at or after `since_ms` (its timestamp).
+
+    Reads every partition from the offset of that time to its end, outside any group: a
+    check made rarely (after a crash), so a full scan of a short tail is acceptable.
+    """
+    consumer = CKConsumer(
+        {
+            **client_config(settings),
+            "group.id": f"{settings.client_id}-find-key",  # required; never joined nor committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        wanted = [TopicPartition(topic, p, since_ms) for p in metadata.partitions]
+        found = consumer.offsets_for_times(wanted, timeout=timeout_s)
+        for start in found:
+            _, end = consumer.get_watermark_offsets(
+                TopicPartition(topic, start.partition), timeout=timeout_s, cached=False
+            )
+            if start.offset < 0 or start.offset >= end:
+                continue  # nothing at or after since_ms in this partition
+            envelopes = read_range(settings, topic, start.partition, start.offset, end, timeout_s)
+            if any(env.key == key for env in envelopes):
+                return True
+        return False
+    except KafkaException as exc:
+        raise DeliveryError(f"cannot read {topic} back: {exc.args[0]}") from None
+    finally:
+        consumer.close()
 
 
 def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec], timeout_s: float = 30) -> list[str]:
