@@ -28,6 +28,21 @@ def test_enrollment_needs_the_authorisation_flag(tmp_path: Path, faces_dir: Path
     assert not gallery.exists()
 
 
+@pytest.mark.parametrize("command", ["enroll", "remove"])
+def test_a_malformed_identity_is_a_usage_error_that_touches_nothing(
+    tmp_path: Path, faces_dir: Path, command: str
+) -> None:
+    gallery = tmp_path / "gallery"
+    photo = str(faces_dir / "enroll" / "obama_1.jpg")
+    photos = ["--authorisation", "auth_x", photo] if command == "enroll" else []
+    result = run_cli("gallery", command, "--gallery", str(gallery), "--identity", "obama/../x", *photos)
+    assert result.status == 2
+    said = f"facestream gallery {command}: error: argument --identity: identity 'obama/../x' must be"
+    assert said in result.stderr
+    assert result.stdout == ""
+    assert not gallery.exists()
+
+
 @pytest.mark.parametrize("state", ["unknown", "revoked", "expired", "not-yet-valid"])
 def test_enrollment_under_an_authorisation_not_in_force_is_refused(
     tmp_path: Path, faces_dir: Path, state: str

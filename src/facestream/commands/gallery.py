@@ -14,8 +14,19 @@ from typing import Any
 from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
 from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
-from facestream.errors import ConfigError
+from facestream.errors import ConfigError, EnrollmentRefused
 from facestream.settings import DetectorSettings, EmbedderSettings, GallerySettings, ModelSettings
+
+
+def identity_arg(value: str) -> str:
+    """--identity checked as an argument: a malformed name is a usage error (exit 2), for every
+    subcommand alike, before any model or gallery is opened."""
+    from facestream.gallery.enroll import check_identity
+
+    try:
+        return check_identity(value)
+    except EnrollmentRefused as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: Any) -> None:
@@ -29,7 +40,9 @@ def register(sub: Any) -> None:
         description="Enroll an identity under an authorisation in force: each photo must show one "
         "clear face. The photos are kept encrypted, only to re-embed them when the model changes.",
     )
-    enroll.add_argument("--identity", required=True, help="name of the person (1-128 characters)")
+    enroll.add_argument(
+        "--identity", required=True, type=identity_arg, help="name of the person (1-128 characters)"
+    )
     enroll.add_argument(
         "--authorisation",
         default=None,
@@ -53,7 +66,7 @@ def register(sub: Any) -> None:
     add_settings(listing, GallerySettings, AccountabilitySettings)
     listing.set_defaults(handler=list_entries)
     remove = gsub.add_parser("remove", help="remove an identity: its entries and photos (role officer)")
-    remove.add_argument("--identity", required=True, help="name of the person")
+    remove.add_argument("--identity", required=True, type=identity_arg, help="name of the person")
     add_actor_flag(remove)
     add_settings(remove, GallerySettings, AccountabilitySettings)
     remove.set_defaults(handler=remove_identity)
