@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facestream.errors import ModelError
+from facestream.errors import ConfigError, ModelError
 from facestream.settings import EmbedderSettings, ModelSettings
 from facestream.vision.factory import build_embedder
 from facestream.vision.models import BUILTIN_MODELS, load_model, sha256_of
@@ -48,7 +48,7 @@ def test_a_builtin_not_fetched_says_how_to_fetch(tmp_path: Path) -> None:
 def test_a_custom_model_path_needs_its_sha256(model_copy: Path) -> None:
     custom = model_copy / "my-embedder.onnx"
     shutil.copy(model_copy / f"{EMBEDDER}.onnx", custom)
-    with pytest.raises(ModelError, match="needs its sha256"):
+    with pytest.raises(ConfigError, match="needs its sha256"):  # an operator's setting: exit 2
         load_model(str(custom))
     with pytest.raises(ModelError, match="fails its checksum"):
         load_model(str(custom), "0" * 64)
@@ -70,5 +70,5 @@ def test_a_custom_model_with_its_sha256_is_used(model_copy: Path, model_settings
 
 
 def test_a_missing_custom_path_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="neither a built-in model"):
+    with pytest.raises(ConfigError, match="neither a built-in model"):
         load_model(str(tmp_path / "nope.onnx"), "0" * 64)

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from facestream.errors import ModelError
+from facestream.errors import ConfigError, ModelError
 
 NPM_REGISTRY = os.environ.get("FACESTREAM_NPM_REGISTRY", "https://registry.npmjs.org")
 
@@ -179,9 +179,9 @@ def load_model(ref: str, sha256: str | None = None, model_dir: Path | None = Non
         path = Path(ref)
         if not path.is_file():
             known = ", ".join(sorted(BUILTIN_MODELS))
-            raise ModelError(f"model {ref!r} is neither a built-in model ({known}) nor a file")
+            raise ConfigError(f"model {ref!r} is neither a built-in model ({known}) nor a file")
         if not sha256:
-            raise ModelError(f"model file {ref} needs its sha256 (set the matching *_sha256 option)")
+            raise ConfigError(f"model file {ref} needs its sha256 (set the matching *_sha256 option)")
         expected = sha256
         name = path.stem
     data = path.read_bytes()
