@@ -16,6 +16,7 @@ only to signed-in reviewers and only while the candidate is pending.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -132,26 +133,34 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
+def _api_error(text: str, status: int) -> web.Response:
+    return _json({"error": text}, status)
+
+
 def _is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
 
 def _deny(request: web.Request, status: int, text: str, viewer: pages.Viewer | None = None) -> web.Response:
+    """A refusal in the caller's language: JSON for the API, an error page for a browser."""
     if _is_api(request):
-        return _json({"error": text}, status)
+        return _api_error(text, status)
     return _page(pages.error_page(status, text, viewer), status)
+
+
+def _session(request: web.Request) -> Session | None:
+    return _ctx(request).sessions.get(request.cookies.get(COOKIE))
 
 
 def _signed_in(request: web.Request) -> SignedIn | web.Response:
     """The signed-in reviewer, or the response to send instead (redirect, 401 or 403)."""
-    ctx = _ctx(request)
-    session = ctx.sessions.get(request.cookies.get(COOKIE))
+    session = _session(request)
     if session is None:
         if _is_api(request):
-            return _json({"error": "sign in first (POST /api/login)"}, 401)
+            return _api_error("sign in first (POST /api/login)", 401)
         raise web.HTTPSeeOther("/login")
     try:
-        actor = ctx.role_of(session.reviewer)
+        actor = _ctx(request).role_of(session.reviewer)
     except (PermissionDenied, ConfigError) as exc:
         log.warning("review web: %s", exc)
         return _deny(request, 403, f"{session.reviewer} does not hold the reviewer role")
@@ -164,6 +173,31 @@ def _ready(request: web.Request) -> web.Response | None:
     return _deny(request, 503, "The review service is starting (recovering its state); try again shortly.")
 
 
+ReviewerHandler = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
+
+
+def _for_reviewers(*, once_ready: bool = True) -> Callable[[ReviewerHandler], Handler]:
+    """Guards a route: only a signed-in reviewer gets through (role checked on every request, so a
+    withdrawn role shuts them out at once), and with `once_ready` only once the tables are recovered,
+    so nobody reads or decides on a half-replayed queue. The two image routes skip that second check:
+    they serve one crop or photo of a page already shown, and answer 404 when it is not there."""
+
+    def guard(handler: ReviewerHandler) -> Handler:
+        @functools.wraps(handler)
+        async def route(request: web.Request) -> web.StreamResponse:
+            who = _signed_in(request)
+            if isinstance(who, web.Response):
+                return who
+            busy = _ready(request) if once_ready else None
+            if busy is not None:
+                return busy
+            return await handler(request, who)
+
+        return route
+
+    return guard
+
+
 def _candidate_id(request: web.Request) -> str:
     cid = request.match_info["cid"]
     if not CANDIDATE_ID.match(cid):
@@ -171,8 +205,9 @@ def _candidate_id(request: web.Request) -> str:
     return cid
 
 
-def _review(request: web.Request, cid: str) -> CandidateReview:
-    found = _ctx(request).review.reviews().get(cid)
+def _review(request: web.Request) -> CandidateReview:
+    """The candidate the path names; 404 for an id that is malformed or not under review."""
+    found = _ctx(request).review.reviews().get(_candidate_id(request))
     if found is None:
         raise web.HTTPNotFound()
     return found
@@ -186,10 +221,30 @@ def _auths(ctx: WebContext) -> Mapping[str, Authorisation]:
         return {}
 
 
+def _form_text(form: Mapping[str, object], name: str) -> str | None:
+    """A form field as text; a missing field or a file upload is None, never an exception."""
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+async def _json_fields(request: web.Request, *names: str) -> tuple[str, ...] | None:
+    """The named fields of a JSON object body as text, or None when the body is not such an object."""
+    try:
+        body = await request.json()
+        return tuple(str(body[name]) for name in names)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _set_cookie(response: web.StreamResponse, ctx: WebContext, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name, value, max_age=max_age, path="/", httponly=True, secure=ctx.cookie_secure, samesite="Strict"
     )
+
+
+def _set_session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
+    ctx = _ctx(request)
+    _set_cookie(response, ctx, COOKIE, token, int(ctx.sessions.max_s))
 
 
 # -- sign-in -----------------------------------------------------------------------------------
@@ -212,18 +267,18 @@ def _login_page(request: web.Request, message: str | None, name: str = "", statu
 
 async def _login(request: web.Request) -> web.Response:
     form = await request.post()
-    token, submitted = request.cookies.get(LOGIN_COOKIE), form.get("csrf")
-    if not token or not isinstance(submitted, str) or not secrets.compare_digest(token, submitted):
+    token, submitted = request.cookies.get(LOGIN_COOKIE), _form_text(form, "csrf")
+    if not token or submitted is None or not secrets.compare_digest(token, submitted):
         return _login_page(request, "expired-form", status=400)
-    name, password = form.get("name"), form.get("password")
-    if not isinstance(name, str) or not isinstance(password, str):
+    name, password = _form_text(form, "name"), _form_text(form, "password")
+    if name is None or password is None:
         return _login_page(request, "bad-login", status=400)
     token, refused = await _sign_in(request, name.strip(), password)
     if token is None:
         status = 403 if refused == "no-role" else 401
         return _login_page(request, refused, name.strip()[:64], status)
     response = web.HTTPSeeOther("/")
-    _set_cookie(response, _ctx(request), COOKIE, token, int(_ctx(request).sessions.max_s))
+    _set_session_cookie(response, request, token)
     response.del_cookie(LOGIN_COOKIE, path="/")
     raise response
 
@@ -251,12 +306,10 @@ async def _sign_in(request: web.Request, name: str, password: str) -> tuple[str 
 
 
 async def _logout(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
-    session = ctx.sessions.get(request.cookies.get(COOKIE))
+    session = _session(request)
     form = await request.post()
-    submitted = form.get("csrf")
-    if session is not None and csrf_ok(session, submitted if isinstance(submitted, str) else None):
-        ctx.sessions.end(request.cookies.get(COOKIE))
+    if session is not None and csrf_ok(session, _form_text(form, "csrf")):
+        _ctx(request).sessions.end(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/login?m=signed-out")
     response.del_cookie(COOKIE, path="/")
     raise response
@@ -265,13 +318,8 @@ async def _logout(request: web.Request) -> web.Response:
 # -- pages ---------------------------------------------------------------------------------------
 
 
-async def _queue(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
+@_for_reviewers()
+async def _queue(request: web.Request, who: SignedIn) -> web.Response:
     ctx = _ctx(request)
     book = ctx.review.reviews()
     return _page(
@@ -279,15 +327,10 @@ async def _queue(request: web.Request) -> web.Response:
     )
 
 
-async def _candidate(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
+@_for_reviewers()
+async def _candidate(request: web.Request, who: SignedIn) -> web.Response:
     ctx = _ctx(request)
-    review = _review(request, _candidate_id(request))
+    review = _review(request)
     note = None
     if review.pending:
         _, note = await asyncio.to_thread(ctx.photos.try_photo_of, **_entry(review))
@@ -314,22 +357,18 @@ def _entry(review: CandidateReview) -> dict[str, str]:
     }
 
 
-async def _crop(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    review = _review(request, _candidate_id(request))
+@_for_reviewers(once_ready=False)
+async def _crop(request: web.Request, _who: SignedIn) -> web.Response:
+    review = _review(request)
     crop = _ctx(request).review.crop_of(review.candidate_id) if review.pending else None
     if crop is None:
         raise web.HTTPNotFound()
     return web.Response(body=crop, content_type="image/jpeg")
 
 
-async def _enrolled(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    review = _review(request, _candidate_id(request))
+@_for_reviewers(once_ready=False)
+async def _enrolled(request: web.Request, _who: SignedIn) -> web.Response:
+    review = _review(request)
     if not review.pending:
         raise web.HTTPNotFound()
     photo, _ = await asyncio.to_thread(_ctx(request).photos.try_photo_of, **_entry(review))
@@ -386,41 +425,36 @@ async def _decide(request: web.Request, who: SignedIn, cid: str, verdict: str) -
     return 202, "pending", decision.decision_id
 
 
-async def _decide_form(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
-    cid = _candidate_id(request)
+@_for_reviewers()
+async def _decide_form(request: web.Request, who: SignedIn) -> web.Response:
+    cid = _candidate_id(request)  # a malformed id is a 404 before the form is read
     form = await request.post()
-    submitted, verdict = form.get("csrf"), form.get("decision")
-    if not csrf_ok(who.session, submitted if isinstance(submitted, str) else None):
+    if not csrf_ok(who.session, _form_text(form, "csrf")):
         return _deny(request, 403, "The form is not from this session (CSRF check failed).", who.viewer)
-    _review(request, cid)
-    _, code, _ = await _decide(request, who, cid, verdict if isinstance(verdict, str) else "")
+    _review(request)
+    _, code, _ = await _decide(request, who, cid, _form_text(form, "decision") or "")
     raise web.HTTPSeeOther(f"/candidates/{cid}?m={code}")
 
 
 # -- the JSON API ----------------------------------------------------------------------------------
 
+LOGIN_JSON = 'send JSON: {"name": ..., "password": ...}'
+
 
 async def _api_login(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
-        return _json({"error": 'send JSON: {"name": ..., "password": ...}'}, 415)
-    try:
-        body = await request.json()
-        name, password = str(body["name"]).strip(), str(body["password"])
-    except (ValueError, KeyError, TypeError):
-        return _json({"error": 'send JSON: {"name": ..., "password": ...}'}, 400)
+        return _api_error(LOGIN_JSON, 415)
+    fields = await _json_fields(request, "name", "password")
+    if fields is None:
+        return _api_error(LOGIN_JSON, 400)
+    name, password = fields[0].strip(), fields[1]
     token, refused = await _sign_in(request, name, password)
     session = _ctx(request).sessions.get(token)
     if token is None or session is None:
         code = refused or "bad-login"
-        return _json({"error": pages.MESSAGES[code][1]}, 403 if code == "no-role" else 401)
+        return _api_error(pages.MESSAGES[code][1], 403 if code == "no-role" else 401)
     response = _json({"reviewer": name, "csrf": session.csrf})
-    _set_cookie(response, _ctx(request), COOKIE, token, int(_ctx(request).sessions.max_s))
+    _set_session_cookie(response, request, token)
     return response
 
 
@@ -435,13 +469,8 @@ def review_json(review: CandidateReview, auth: Authorisation | None) -> dict[str
     return data
 
 
-async def _api_queue(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
+@_for_reviewers()
+async def _api_queue(request: web.Request, _who: SignedIn) -> web.Response:
     ctx = _ctx(request)
     auths = _auths(ctx)
     book = ctx.review.reviews()
@@ -453,32 +482,19 @@ async def _api_queue(request: web.Request) -> web.Response:
     )
 
 
-async def _api_candidate(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
-    review = _review(request, _candidate_id(request))
+@_for_reviewers()
+async def _api_candidate(request: web.Request, _who: SignedIn) -> web.Response:
+    review = _review(request)
     return _json(review_json(review, _auths(_ctx(request)).get(review.authorisation_id)))
 
 
-async def _api_decide(request: web.Request) -> web.Response:
-    who = _signed_in(request)
-    if isinstance(who, web.Response):
-        return who
-    busy = _ready(request)
-    if busy is not None:
-        return busy
+@_for_reviewers()
+async def _api_decide(request: web.Request, who: SignedIn) -> web.Response:
     if not csrf_ok(who.session, request.headers.get("X-CSRF-Token")):
-        return _json({"error": "missing or wrong X-CSRF-Token header"}, 403)
-    cid = _candidate_id(request)
-    _review(request, cid)
-    try:
-        body = await request.json()
-        verdict = str(body["decision"])
-    except (ValueError, KeyError, TypeError):
-        return _json({"error": 'send JSON: {"decision": "confirm" | "reject"}'}, 400)
-    status, code, detail = await _decide(request, who, cid, verdict)
+        return _api_error("missing or wrong X-CSRF-Token header", 403)
+    cid = _review(request).candidate_id
+    fields = await _json_fields(request, "decision")
+    if fields is None:
+        return _api_error('send JSON: {"decision": "confirm" | "reject"}', 400)
+    status, code, detail = await _decide(request, who, cid, fields[0])
     return _json({"result": code, "detail": detail}, status)
