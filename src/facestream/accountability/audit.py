@@ -19,21 +19,20 @@ import os
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from facestream.accountability.audit_chain import (
     CHECKPOINT,
-    SYSTEM_ACTOR,
-    SYSTEM_ROLE,
     ChainHead,
     b64,
     build_record,
     canonical,
-    checkpoint_payload,
+    checkpoint_record,
     head_after,
     head_payload,
 )
@@ -90,8 +89,12 @@ class AuditRecord:
         )
 
 
-class AuditWriter(Protocol):
-    """What every caller needs: the file log and the Kafka sink both provide it."""
+class AuditWriter(ABC):
+    """What every caller needs. The file log and the Kafka sink both derive from it, so a record is
+    checked and built one way; each store only says, in `_add`, where its chain's head is and
+    where the record (and any checkpoint it is due) goes."""
+
+    _clock: Callable[[], int]
 
     def append(
         self,
@@ -100,14 +103,33 @@ class AuditWriter(Protocol):
         action: str,
         authorisation_id: str | None = None,
         objects: Mapping[str, Any] | None = None,
-    ) -> AuditRecord: ...
+    ) -> AuditRecord:
+        if action == CHECKPOINT:
+            raise AuditError("checkpoints are written by the audit log itself")
+
+        def next_record(head: ChainHead) -> dict[str, Any]:
+            return build_record(
+                head,
+                at_ms=self._clock(),
+                actor=actor.name,
+                role=actor.role,
+                action=action,
+                authorisation_id=authorisation_id,
+                objects=objects or {},
+            )
+
+        return AuditRecord.from_json(self._add(next_record))
+
+    @abstractmethod
+    def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
+        """Under the store's lock: build the record on the chain's head, store it, return it."""
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class AuditLog:
+class AuditLog(AuditWriter):
     """The file log. Safe for threads and for several processes (an exclusive flock per append)."""
 
     def __init__(
@@ -134,33 +156,15 @@ class AuditLog:
             self._settings = AuditSettings()
         return self._settings
 
-    def append(
-        self,
-        *,
-        actor: Actor,
-        action: str,
-        authorisation_id: str | None = None,
-        objects: Mapping[str, Any] | None = None,
-    ) -> AuditRecord:
-        if action == CHECKPOINT:
-            raise AuditError("checkpoints are written by the audit log itself")
+    def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
         with self._mutex, self._locked() as fd:
             signer = self._ensure_signer()
-            head = self._tail(fd)
-            rec = build_record(
-                head,
-                at_ms=self._clock(),
-                actor=actor.name,
-                role=actor.role,
-                action=action,
-                authorisation_id=authorisation_id,
-                objects=objects or {},
-            )
+            rec = next_record(self._tail(fd))
             out = [rec]
             if (rec["seq"] + 2) % self.settings.audit_checkpoint_every == 0:
-                out.append(self._checkpoint(head_after(rec), signer, rec["at_ms"]))
+                out.append(checkpoint_record(head_after(rec), signer, rec["at_ms"]))
             self._write(fd, out, signer)
-        return AuditRecord.from_json(rec)
+        return rec
 
     def checkpoint(self) -> None:
         """Sign the chain's head now (e.g. at a shift change), if anything came after the last one."""
@@ -169,7 +173,7 @@ class AuditLog:
             head = self._tail(fd)
             if head.seq < 0 or self._last_is_checkpoint(fd):
                 return
-            self._write(fd, [self._checkpoint(head, signer, self._clock())], signer)
+            self._write(fd, [checkpoint_record(head, signer, self._clock())], signer)
 
     def records(self) -> Iterator[AuditRecord]:
         """Every record as stored. Unverified: run audit_verify first when it matters."""
@@ -192,18 +196,6 @@ class AuditLog:
             publish_public_key(self._signer, self.path.parent)
             self._published = True
         return self._signer
-
-    def _checkpoint(self, head: ChainHead, signer: Signer, at_ms: int) -> dict[str, Any]:
-        signature = signer.sign(checkpoint_payload(head.chain, head.seq + 1, head.hash))
-        return build_record(
-            head,
-            at_ms=at_ms,
-            actor=SYSTEM_ACTOR,
-            role=SYSTEM_ROLE,
-            action=CHECKPOINT,
-            authorisation_id=None,
-            objects={"key_id": signer.key_id, "signature": b64(signature)},
-        )
 
     def _write(self, fd: int, records: list[dict[str, Any]], signer: Signer) -> None:
         data = b"".join(canonical(r) + b"\n" for r in records)

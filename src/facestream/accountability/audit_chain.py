@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from facestream.accountability.audit_keys import Signer
 from facestream.errors import AuditError
 
 FORMAT_VERSION = 1
@@ -170,3 +171,17 @@ def build_record(
 
 def head_after(record: Mapping[str, Any]) -> ChainHead:
     return ChainHead(str(record["chain"]), int(record["seq"]), str(record["hash"]))
+
+
+def checkpoint_record(head: ChainHead, signer: Signer, at_ms: int) -> dict[str, Any]:
+    """The record that signs `head` (the hash of every record before it), next in the same chain."""
+    signature = signer.sign(checkpoint_payload(head.chain, head.seq + 1, head.hash))
+    return build_record(
+        head,
+        at_ms=at_ms,
+        actor=SYSTEM_ACTOR,
+        role=SYSTEM_ROLE,
+        action=CHECKPOINT,
+        authorisation_id=None,
+        objects={"key_id": signer.key_id, "signature": b64(signature)},
+    )

@@ -15,22 +15,18 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from facestream.accountability.audit import Actor, AuditRecord, now_ms
+from facestream.accountability.audit import AuditWriter, now_ms
 from facestream.accountability.audit_chain import (
     CHECKPOINT,
-    SYSTEM_ACTOR,
-    SYSTEM_ROLE,
     ChainHead,
-    b64,
-    build_record,
     canonical,
-    checkpoint_payload,
+    checkpoint_record,
     head_after,
 )
 from facestream.accountability.audit_keys import KeyRing, Signer
@@ -44,7 +40,7 @@ from facestream.transport.topics import AUDIT
 _WRITER = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-class KafkaAuditLog:
+class KafkaAuditLog(AuditWriter):
     """An audit writer over any `Producer`; `sync` flushes after each append (off when the caller's
     runner flushes the same producer before committing, as the matcher's does)."""
 
@@ -72,56 +68,27 @@ class KafkaAuditLog:
         self._since_checkpoint = 0
         self._mutex = threading.Lock()
 
-    def append(
-        self,
-        *,
-        actor: Actor,
-        action: str,
-        authorisation_id: str | None = None,
-        objects: Mapping[str, Any] | None = None,
-    ) -> AuditRecord:
-        if action == CHECKPOINT:
-            raise AuditError("checkpoints are written by the audit log itself")
+    def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
         with self._mutex:
-            rec = build_record(
-                self._head,
-                at_ms=self._clock(),
-                actor=actor.name,
-                role=actor.role,
-                action=action,
-                authorisation_id=authorisation_id,
-                objects=objects or {},
-            )
+            rec = next_record(self._head)
             self._send(rec)
             self._since_checkpoint += 1
             if self._since_checkpoint + 1 >= self._every:
-                self._send(self._checkpoint())
+                self._send(checkpoint_record(self._head, self._signer, self._clock()))
             if self._sync:
                 self._producer.flush(30)
-        return AuditRecord.from_json(rec)
+        return rec
 
     def checkpoint(self) -> None:
         """Sign the head now (call it periodically, e.g. every minute, so little is ever unsealed)."""
         with self._mutex:
             if self._since_checkpoint:
-                self._send(self._checkpoint())
+                self._send(checkpoint_record(self._head, self._signer, self._clock()))
             self._producer.flush(30)
 
     def close(self) -> None:
         """Seal the chain; the producer belongs to the caller and stays open."""
         self.checkpoint()
-
-    def _checkpoint(self) -> dict[str, Any]:
-        signature = self._signer.sign(checkpoint_payload(self.chain, self._head.seq + 1, self._head.hash))
-        return build_record(
-            self._head,
-            at_ms=self._clock(),
-            actor=SYSTEM_ACTOR,
-            role=SYSTEM_ROLE,
-            action=CHECKPOINT,
-            authorisation_id=None,
-            objects={"key_id": self._signer.key_id, "signature": b64(signature)},
-        )
 
     def _send(self, rec: dict[str, Any]) -> None:
         self._producer.produce(self.topic, canonical(rec), key=self.chain.encode())
