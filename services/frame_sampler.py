@@ -5,7 +5,7 @@ nothing is committed (every assignment reads its camera configs from the start).
 sampler therefore samples its video files again from their beginning; so that the repeated
 frames carry the same ids (`<camera>@<captured_at_ms>`) and change nothing downstream, a file
 camera without `start_at_ms` gets the time its config was published, which is the same on
-every read of the compacted topic.
+every read of the compacted topic (except with --loop-files: a looping file plays a live camera).
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     def publish(frame: Frame) -> None:
         producer.produce(frames_topic, codec.FRAMES.encode(frame), key=frame.key)
 
-    fleet = CameraFleet(settings[SamplerSettings], publish)
+    sampler: SamplerSettings = settings[SamplerSettings]
+    fleet = CameraFleet(sampler, publish)
     consumer = KafkaConsumer(kafka, group_id(kafka, runtime, NAME), instance_id=runtime.replica_id)
     consumer.subscribe([cameras_topic], on_revoke=fleet.revoke)
     health.set_ready(True)
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                     metrics.DLQ.labels(NAME, error.reason).inc()
                     log.warning("camera config %s/%d@%d: %s", env.topic, env.partition, env.offset, exc)
                     continue
-                if spec is not None:
+                if spec is not None and not sampler.loop_files:
                     spec = pinned(spec, env.timestamp_ms)
                 fleet.apply(camera_id, spec, (env.topic, env.partition))
             health.polled()
@@ -102,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
 def pinned(spec: CameraSpec, published_at_ms: int) -> CameraSpec:
     """A file camera's media time 0, when its config leaves it open: the config record's time,
-    so that its frame ids do not change when the sampler starts it again."""
+    so that its frame ids do not change when the sampler starts it again. Not with
+    --loop-files: a looping file stands in for a live camera, whose capture times are the
+    wall clock's (pinned, a replica taking it over would send times already past)."""
     if spec.start_at_ms is not None or spec.url.lower().startswith(LIVE_SCHEMES) or published_at_ms <= 0:
         return spec
     return spec.model_copy(update={"start_at_ms": published_at_ms})
