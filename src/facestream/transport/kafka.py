@@ -511,6 +511,7 @@ class TransactionalProducer(KafkaProducer):
                     ) from None
                 if deadline is not None and time.monotonic() > deadline:
                     raise DeliveryError(f"transaction {what}: Kafka did not answer: {error.str()}") from None
+                self._producer.poll(0)  # serves error_cb: a refused login is logged as such
                 log.warning("transaction %s: %s; retrying in %.1fs", what, error.str(), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
