@@ -7,7 +7,9 @@ the runner finishes, flushes and commits its batch, faust commits the hits it ha
 acknowledged, and the process exits 0 (3 when that took longer than --shutdown-grace-s). If
 either loop fails, both stop and it exits 1. While the gallery is unreachable the runner
 pauses (nothing consumed, nothing committed); `facestream_gallery_up` says so, and
-`facestream_gallery_entries` reports the gallery's size every half minute.
+`facestream_gallery_entries` reports the gallery's size every half minute. The purge's audit
+records go to the state directory's log and to the `audit` topic (writer `matcher-<replica or host>`);
+on the way out the purge thread stops and that chain is sealed (exit 1 if it cannot be).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from facestream import codec
 from facestream.accountability.matching import SETTINGS as ACCOUNTABILITY_SETTINGS
-from facestream.accountability.matching import open_matching
+from facestream.accountability.matching import Matching, open_matching
 from facestream.errors import ConfigError, FacestreamError, GalleryUnavailable
 from facestream.gallery.store import Gallery
 from facestream.runtime import metrics
@@ -51,9 +54,12 @@ GALLERY_SIZE_EVERY_S = 30.0
 
 
 def build(settings: Settings) -> MatchStage:
+    return serving(open_matching(settings))
+
+
+def serving(matching: Matching) -> MatchStage:
     # Accountability (engineer D1): the match policy (authorisations in force and in scope,
     # suspension rules) and the periodic purge of ended authorisations.
-    matching = open_matching(settings)
     threading.Thread(
         target=report_gallery_size, args=(matching.gallery,), name="gallery-size", daemon=True
     ).start()
@@ -93,20 +99,45 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(runtime.log_level)
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     stop = threading.Event()
+    opened: list[Matching] = []
+
+    def build_kept(s: Settings) -> MatchStage:
+        matching = open_matching(s)
+        opened.append(matching)
+        return serving(matching)
+
     try:
         episodes = EpisodesApp(
             EpisodesConfig.resolve(settings[KafkaSettings], settings[MatcherSettings], runtime.replica_id)
         )
         health = start_health(runtime)
-        runner = SERVICE.runner(settings, stop, health)  # opens the gallery
+        # opens the gallery and the audit chain, closed on the way out
+        runner = dataclasses.replace(SERVICE, build=build_kept).runner(settings, stop, health)
     except ConfigError as exc:
         log.error("matcher: %s", exc)
+        close(opened)
         return 2
     except FacestreamError as exc:
         log.error("matcher: %s", exc)
+        close(opened)
         return 1
     log.info("matcher: %s -> %s", runner.route.input_topic, runner.route.output_topic)
-    return asyncio.run(serve(runner, episodes, stop, runtime.shutdown_grace_s))
+    try:
+        code = asyncio.run(serve(runner, episodes, stop, runtime.shutdown_grace_s))
+    finally:
+        sealed = close(opened)
+    return code if sealed else 1
+
+
+def close(opened: list[Matching]) -> bool:
+    """Stop the purge thread, seal the audit chain, close the gallery; False (logged) if that failed."""
+    try:
+        for matching in opened:
+            matching.close()
+    except FacestreamError as exc:
+        log.error("matcher: on the way out: %s", exc)
+        return False
+    return True
 
 
 async def serve(

@@ -5,6 +5,9 @@ tables; review/app.py) and the web app (review/web.py, on --review-port) share i
 decision pressed in the browser is published to `reviews` by the same app that applies it.
 Metrics, /healthz and /readyz are on --metrics-port as for every service. SIGTERM or SIGINT:
 faust commits what it acknowledged, the web app closes, the process exits 0; a failure exits 1.
+Audit records go to the state directory's log and to the `audit` topic (writer
+`review-<replica or host>`, accountability/audit_mirror.py); a record either store cannot take stops
+the service before anything changes, and the topic chain is sealed on the way out (else exit 1).
 
 Reviewer accounts: `facestream review add-reviewer NAME` (and set-password, remove-reviewer,
 list-reviewers); see docs/review.md.
@@ -33,6 +36,7 @@ from facestream.runtime.service import Settings, parse_settings, setup_logging, 
 from facestream.settings import GallerySettings, KafkaSettings, RuntimeSettings
 
 if TYPE_CHECKING:
+    from facestream.accountability.audit_mirror import AuditMirror
     from facestream.review.app import ReviewApp
     from facestream.review.web import WebContext
 
@@ -87,21 +91,40 @@ def run(args: argparse.Namespace) -> int:
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("facestream.accountability.roles").addFilter(OncePerMinute())
+    opened: list[AuditMirror] = []
     try:
-        built = build(settings)
+        built = build(settings, opened)
         health = start_health(runtime, max_poll_age_s=max(60.0, 4 * review.review_sweep_interval_s))
     except ConfigError as exc:
         log.error("review: %s", exc)
+        seal(opened)
         return 2
     except FacestreamError as exc:
         log.error("review: %s", exc)
+        seal(opened)
         return 1
-    return asyncio.run(serve(*built, review, health))
+    try:
+        code = asyncio.run(serve(*built, review, health))
+    finally:
+        sealed = seal(opened)
+    return code if sealed else 1
 
 
-def build(settings: Settings) -> tuple[ReviewApp, WebContext]:
-    """The faust app and the web app's context, from the settings (topics must exist)."""
-    from facestream.accountability.audit import open_audit_log
+def seal(opened: list[AuditMirror]) -> bool:
+    """Seal the audit topic's chain and close its producer; False (logged) if Kafka did not take it."""
+    try:
+        for mirror in opened:
+            mirror.close()
+    except FacestreamError as exc:
+        log.error("review: on the way out: %s", exc)
+        return False
+    return True
+
+
+def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, WebContext]:
+    """The faust app and the web app's context, from the settings (topics must exist). The audit
+    writer it opens is added to `opened`: close it when the app has stopped."""
+    from facestream.accountability.audit_mirror import open_audit_mirror, writer_name
     from facestream.accountability.authorisations import AuthorisationStore
     from facestream.accountability.photos import load_photo_key
     from facestream.accountability.roles import resolve_actor
@@ -123,14 +146,13 @@ def build(settings: Settings) -> tuple[ReviewApp, WebContext]:
         return found is not None and found.in_force_at(now_ms)
 
     photo_settings: PhotoSettings = settings[PhotoSettings]
+    runtime: RuntimeSettings = settings[RuntimeSettings]
+    config = ReviewConfig.resolve(settings[KafkaSettings], review, runtime.group_id, runtime.shutdown_grace_s)
+    audit = open_audit_mirror(state_dir, settings[KafkaSettings], writer_name("review", runtime.replica_id))
+    opened.append(audit)
     app = ReviewApp(
-        ReviewConfig.resolve(
-            settings[KafkaSettings],
-            review,
-            settings[RuntimeSettings].group_id,
-            settings[RuntimeSettings].shutdown_grace_s,
-        ),
-        audit=open_audit_log(state_dir),
+        config,
+        audit=audit,
         role_of=lambda name: resolve_actor(state_dir, "reviewer", name),
         authorised=authorised,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
+from facestream.accountability.audit_kafka import read_audit_topic
 from facestream.review.messages import alert_id_for
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
@@ -115,6 +116,33 @@ def test_two_different_reviewers_make_one_alert_and_the_first_confirmation_survi
         "--actor", "audrey",
     )  # fmt: skip
     assert verified.status == 0, verified.stdout + verified.stderr
+    assert_mirrored_on_the_audit_topic(world, runs=2)
+
+
+REVIEW_ACTIONS = ("candidate.", "review.", "alert.")
+SAME = ("at_ms", "actor", "role", "action", "authorisation_id", "objects")
+"""What a record has in common in both stores (chain, seq and hashes are each store's own)."""
+
+
+def assert_mirrored_on_the_audit_topic(world: World, runs: int) -> None:
+    """The service's records are on the `audit` topic too, one chain per run, each sealed on exit,
+    and `audit verify --kafka` accepts them with the state directory's public key."""
+    in_file = [r for r in world.actions() if r["action"].startswith(REVIEW_ACTIONS)]
+    records, _ = read_audit_topic(world.kafka)
+    on_topic = [json.loads(value) for _, value in records]  # one partition: in the order written
+    chains = list(dict.fromkeys(r["chain"] for r in on_topic))
+    assert len(chains) == runs and all(c.startswith("review-") for c in chains), chains
+    mirrored = [r for r in on_topic if r["action"] != "audit.checkpoint"]
+    assert [[r[k] for k in SAME] for r in mirrored] == [[r[k] for k in SAME] for r in in_file]
+    verified = run_cli(
+        "audit", "verify", "--kafka", *kafka_args(world.kafka), "--gallery", str(world.state),
+        "--public-key", str(world.state / "audit.pub"), "--actor", "audrey",
+    )  # fmt: skip
+    assert verified.status == 0, verified.stdout + verified.stderr
+    verdicts = [json.loads(line) for line in verified.stdout.splitlines()]
+    assert sorted(v["chain"] for v in verdicts) == sorted(chains)
+    assert all(v["ok"] and v["unsealed"] == 0 for v in verdicts), verdicts  # sealed on SIGTERM
+    assert sum(v["records"] - v["checkpoints"] for v in verdicts) == len(in_file)
 
 
 def test_rejection_expiry_revocation_and_refusals_are_audited_and_reported(
@@ -213,6 +241,7 @@ def test_rejection_expiry_revocation_and_refusals_are_audited_and_reported(
         "rejected": 0,
         "expired": 1,
     }
+    assert_mirrored_on_the_audit_topic(world, runs=1)
 
 
 def test_the_service_refuses_to_start_without_its_topics(kafka_prefix: KafkaSettings, tmp_path: Path) -> None:

@@ -5,16 +5,23 @@ where ended authorisations' vectors are erased: a sweep when it starts, then one
 `--purge-interval-s` on a daemon thread. It learns grants, revocations and rules from the
 state directory (`--state-dir`, default the gallery directory) at every batch, and camera
 zones from `--cameras-file`. See docs/accountability.md for what Kafka mode does not cover.
+
+On Kafka (the settings hold KafkaSettings: the matcher service) the purge's audit records go
+to the state directory's file log and to the `audit` topic (audit_mirror.py, writer
+`matcher-<replica or host>`); `Matching.close()` seals that chain.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from facestream.accountability.audit import open_audit_log
+from facestream.accountability.audit_mirror import AuditMirror, open_audit_mirror, writer_name
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.policy import AccountablePolicy
 from facestream.accountability.purge import Purger, PurgeScheduler
@@ -22,7 +29,7 @@ from facestream.accountability.rules import RuleStore
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings, state_dir_of
 from facestream.accountability.zones import CameraZones
 from facestream.gallery.store import Gallery
-from facestream.settings import GallerySettings, MatcherSettings
+from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
 from facestream.stages.match import MatchStage
 
 log = logging.getLogger(__name__)
@@ -33,15 +40,21 @@ SETTINGS = (AccountabilitySettings, PolicySettings)
 
 @dataclass(frozen=True)
 class Matching:
-    """The matcher's stage with what it owns: the gallery and the purge thread."""
+    """The matcher's stage with what it owns: the gallery, the purge thread, the Kafka audit chain."""
 
     stage: MatchStage
     gallery: Gallery
     scheduler: PurgeScheduler
+    mirror: AuditMirror | None = None
 
     def close(self) -> None:
+        """Stop purging, then seal the audit chain (AuditError if Kafka cannot take the seal)."""
         self.scheduler.stop()
-        self.gallery.close()
+        try:
+            if self.mirror is not None:
+                self.mirror.close()
+        finally:
+            self.gallery.close()
 
 
 def open_matching(settings: Mapping[type, Any]) -> Matching:
@@ -49,23 +62,36 @@ def open_matching(settings: Mapping[type, Any]) -> Matching:
     matcher_s: MatcherSettings = settings[MatcherSettings]
     policy_s: PolicySettings = settings[PolicySettings]
     state_dir = state_dir_of(gallery_s, settings[AccountabilitySettings])
-    gallery = Gallery(gallery_s)
-    try:
-        purger = Purger(state_dir, open_audit_log(state_dir), gallery)
+    with ExitStack() as opened:  # closed again if anything below fails
+        mirror = _open_mirror(state_dir, settings)
+        if mirror is not None:
+            opened.callback(mirror.close)
+        gallery = Gallery(gallery_s)
+        opened.callback(gallery.close)
+        purger = Purger(state_dir, mirror or open_audit_log(state_dir), gallery)
         purger.sweep()
         policy = AccountablePolicy(
             AuthorisationStore(state_dir),
             RuleStore(state_dir),
             CameraZones(cameras_file=policy_s.cameras_file),
         )
-    except BaseException:
-        gallery.close()
-        raise
+        opened.pop_all()
     scheduler = PurgeScheduler(purger, policy_s.purge_interval_s)
     scheduler.start()
     log.info("match policy from %s; purge every %.0fs", state_dir, policy_s.purge_interval_s)
     stage = MatchStage(gallery, threshold=matcher_s.match_threshold, top_k=matcher_s.top_k, policy=policy)
-    return Matching(stage, gallery, scheduler)
+    return Matching(stage, gallery, scheduler, mirror)
+
+
+def _open_mirror(state_dir: Path, settings: Mapping[type, Any]) -> AuditMirror | None:
+    """On Kafka, the file log plus this replica's chain on the audit topic; else None (file log only)."""
+    kafka: KafkaSettings | None = settings.get(KafkaSettings)
+    if kafka is None:
+        return None
+    runtime: RuntimeSettings | None = settings.get(RuntimeSettings)
+    return open_audit_mirror(
+        state_dir, kafka, writer_name("matcher", runtime.replica_id if runtime else None)
+    )
 
 
 def build_match_stage(settings: Mapping[type, Any]) -> MatchStage:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facestream.accountability.audit import Actor, AuditLog
+from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.photos import delete_photos, purge_photos
@@ -44,7 +44,7 @@ class SweepReport:
 
 
 class Purger:
-    def __init__(self, state_dir: Path, audit: AuditLog, gallery: Gallery | None = None) -> None:
+    def __init__(self, state_dir: Path, audit: AuditWriter, gallery: Gallery | None = None) -> None:
         self.state_dir = state_dir
         self.store = AuthorisationStore(state_dir)
         self.audit = audit
