@@ -6,19 +6,23 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from facestream.accountability.audit import open_audit_log
+from facestream.accountability.audit import AuditWriter, open_audit_log
+from facestream.accountability.audit_chain import ChainHead
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.matching import open_matching
 from facestream.accountability.purge import Purger
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
+from facestream.errors import AuditError
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import Gallery
 from facestream.settings import GallerySettings, MatcherSettings
@@ -188,3 +192,31 @@ def test_sweep_expires_once_and_is_idempotent(tmp_path: Path, faces_dir: Path) -
     assert first.expired == [auth] and first.purged == {auth: 1}
     assert second.expired == [] and second.purged == {}
     assert [r.action for r in audit_records(gallery)].count("authorisation.expire") == 1
+
+
+class RefusingAudit(AuditWriter):
+    """An audit store that is down (as the Kafka `audit` topic can be)."""
+
+    def __init__(self) -> None:
+        self._clock = now_ms
+
+    def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
+        raise AuditError("the audit store is unavailable")
+
+
+def test_an_expiry_that_cannot_be_audited_is_not_stored_and_the_next_sweep_records_it(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery, valid_until="2099-01-01")
+    later = AuthorisationStore(gallery).get(auth).valid_until_ms + 1
+    with pytest.raises(AuditError):
+        Purger(gallery, RefusingAudit()).sweep(at_ms=later)
+    assert AuthorisationStore(gallery).get(auth).status == "active"  # not expired without its record
+    assert "authorisation.expire" not in [r.action for r in audit_records(gallery)]
+
+    report = Purger(gallery, open_audit_log(gallery)).sweep(at_ms=later + 1000)
+    assert report.expired == [auth]
+    assert AuthorisationStore(gallery).get(auth).status == "expired"
+    [expiry] = [r for r in audit_records(gallery) if r.action == "authorisation.expire"]
+    assert expiry.authorisation_id == auth

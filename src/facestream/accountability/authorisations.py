@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -216,21 +216,33 @@ class AuthorisationStore:
             self._write(items)
         return items[auth_id]
 
-    def mark_expired(self, at_ms: int) -> list[Authorisation]:
+    def mark_expired(
+        self, at_ms: int, record: Callable[[Authorisation], None] | None = None
+    ) -> list[Authorisation]:
         """Active authorisations past their validity become `expired`; returns those changed now.
 
         Under the lock, so when several processes sweep only one of them records each expiry.
+        `record` (the audit) is called for each before it is stored: an expiry whose record
+        fails stays unmarked, to be recorded and marked by the next sweep, so no expiry is ever
+        stored unaudited. (It cannot match meanwhile: the search checks each entry's validity.)
         """
         if not any(a.status == "active" and a.valid_until_ms <= at_ms for a in self.all().values()):
             return []
+        done: list[Authorisation] = []
         with locked(self.path):
             items = self._load()
-            changed = [a for a in items.values() if a.status == "active" and a.valid_until_ms <= at_ms]
-            for auth in changed:
-                items[auth.id] = auth.model_copy(update={"status": "expired", "ended_at_ms": at_ms})
-            if changed:
-                self._write(items)
-        return [items[a.id] for a in changed]
+            due = [a for a in items.values() if a.status == "active" and a.valid_until_ms <= at_ms]
+            try:
+                for auth in due:
+                    ended = auth.model_copy(update={"status": "expired", "ended_at_ms": at_ms})
+                    if record is not None:
+                        record(ended)
+                    items[auth.id] = ended
+                    done.append(ended)
+            finally:
+                if done:
+                    self._write(items)
+        return done
 
     def _write(self, items: dict[str, Authorisation]) -> None:
         ordered = sorted(items.values(), key=lambda a: (a.granted_at_ms, a.id))

@@ -54,6 +54,9 @@ class Purger:
         """Erase an ended authorisation's photos, and its vectors when this process has the gallery.
 
         Returns True when both are gone (the authorisation is then stamped `purged_at_ms`).
+        Erasing comes first, since data past its authorisation must go even while the audit
+        store is down; if the record then fails, the stamp is not set and the next sweep
+        records the purge again (with what was left to erase by then, possibly nothing).
         """
         if auth.status == "active":
             raise ValueError(f"{auth.id} is active; only ended authorisations are purged")
@@ -80,14 +83,16 @@ class Purger:
         """Expire, then purge every ended authorisation whose data is still there."""
         at = now_ms() if at_ms is None else at_ms
         report = SweepReport()
-        for auth in self.store.mark_expired(at):
+
+        def record_expiry(auth: Authorisation) -> None:
             self.audit.append(
                 actor=SYSTEM,
                 action="authorisation.expire",
                 authorisation_id=auth.id,
                 objects={"valid_until_ms": auth.valid_until_ms},
             )
-            report.expired.append(auth.id)
+
+        report.expired = [auth.id for auth in self.store.mark_expired(at, record_expiry)]
         for auth in list(self.store.all().values()):
             if auth.status != "active" and auth.purged_at_ms is None and self.gallery is not None:
                 before = len(self.gallery.entries_of_authorisation(auth.id))
