@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """Everything on stderr but plain log records is one line: the error."""
+    """Everything on stderr but plain log records is one line: the error (a usage error names the
+    subcommand: `facestream gallery enroll: error: ...`)."""
     (line,) = non_log_lines(result.stderr)
-    assert line.startswith("facestream: error: ")
+    assert re.match(r"facestream( [a-z-]+)*: error: ", line), line
     return line
 
 
@@ -87,9 +89,9 @@ def test_enroll_list_remove(faces_dir: Path, tmp_path: Path, model_settings: Mod
     assert "not enrolled" in one_line_error(again)
 
 
-@pytest.mark.parametrize(("command", "status"), [("enroll", 1), ("remove", 2)])
+@pytest.mark.parametrize("command", ["enroll", "remove"])
 def test_an_identity_with_a_quote_is_refused(
-    command: str, status: int, faces_dir: Path, tmp_path: Path, model_settings: ModelSettings
+    command: str, faces_dir: Path, tmp_path: Path, model_settings: ModelSettings
 ) -> None:
     gallery = str(tmp_path / "gallery")
     extra = []
@@ -100,6 +102,6 @@ def test_an_identity_with_a_quote_is_refused(
         "gallery", command, "--gallery", gallery, "--identity", 'Barack "the" Obama', *extra,
         model_settings=model_settings,
     )  # fmt: skip
-    assert result.returncode == status
+    assert result.returncode == 2  # a usage error, the same for both
     assert result.stdout == ""
-    assert "identity" in one_line_error(result)
+    assert "argument --identity: identity 'Barack \"the\" Obama' must be" in one_line_error(result)
