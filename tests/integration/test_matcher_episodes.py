@@ -13,24 +13,11 @@ from facestream.messages import BBox, Candidate, Embedding, FrameRef, Hit, Quali
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaProducer
+from tests.fixtures.hits import make_hit as hit
 from tests.fixtures.kafka import committed_offsets, end_offsets, read_topic
 from tests.integration.processes import Services, kafka_args, services
 
 T0 = 1_700_000_000_000
-
-
-def hit(camera: str, at_ms: int, identity: str = "obama") -> Hit:
-    return Hit(
-        ref=FrameRef(camera, f"{camera}@{at_ms}", at_ms, "test.mp4"),
-        face_index=0,
-        bbox=BBox(10, 10, 90, 90),
-        score=0.8,
-        identity=identity,
-        entry_id=f"{identity}-entry",
-        authorisation_id="auth-1",
-        model_id="model-1",
-        thumbnail_jpeg=b"\xff\xd8thumb",
-    )
 
 
 def stranger(camera: str, at_ms: int, seed: int) -> Embedding:

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from facestream.messages import BBox, FrameRef, Hit
+from facestream.messages import Hit
 from facestream.stages.episodes import EpisodeStage, EpisodeTracker
+from tests.fixtures.hits import make_hit
 
 T0 = 1_700_000_000_000
 GAP_MS = 3_000
 
 
 def hit(at_ms: int, camera: str = "gate", identity: str = "obama") -> Hit:
-    return Hit(
-        ref=FrameRef(camera, f"{camera}@{at_ms}", at_ms, "test.mp4"),
-        face_index=0,
-        bbox=BBox(10, 10, 90, 90),
-        score=0.8,
-        identity=identity,
-        entry_id=f"{identity}-entry",
-        authorisation_id="auth-1",
-        model_id="model-1",
-        thumbnail_jpeg=b"\xff\xd8thumb",
-    )
+    return make_hit(camera, at_ms, identity)
 
 
 class Clock:
