@@ -181,6 +181,25 @@ def test_secrets_only_by_reference(rendered: dict[str, Rendered]) -> None:
                         assert "valueFrom" in e and "value" not in e, f"{variant.name}: {e['name']} inline"
 
 
+def test_the_audit_signing_key_reaches_only_the_services_that_audit(rendered: dict[str, Rendered]) -> None:
+    """The matcher (purges) and the review service (decisions) sign audit records; nothing else
+    may hold the key, and without `accountability.auditKeySecret` none does (a development key)."""
+    for variant in rendered.values():
+        given = {
+            component(obj): e["valueFrom"]["secretKeyRef"]
+            for obj, spec in pod_specs(variant)
+            for c in spec["containers"]
+            for e in c.get("env", [])
+            if e["name"] == "FACESTREAM_AUDIT_KEY"
+        }
+        if "strimzi" in variant.name:
+            assert given == {
+                name: {"name": "facestream-audit-key", "key": "audit-key"} for name in ("matcher", "review")
+            }, variant.name
+        else:
+            assert given == {}, variant.name
+
+
 # -- NetworkPolicies ------------------------------------------------------------------------
 
 
