@@ -28,6 +28,7 @@ from facestream.accountability.audit_mirror import (
     writer_name,
 )
 from facestream.errors import AuditError, ConfigError
+from facestream.runtime import metrics
 from facestream.settings import KafkaSettings
 from facestream.transport.kafka import KafkaProducer, client_config
 from facestream.transport.topics import AUDIT
@@ -93,9 +94,11 @@ def test_a_record_kafka_cannot_take_is_in_neither_store_and_the_next_starts_a_ne
     first = audit.chain
 
     limit_message_size(kafka_topics, LIMIT)
+    failures = metrics.AUDIT_TOPIC_FAILURES._value.get()
     with pytest.raises(AuditError, match=r"did not take the record: .*too large"):
         audit.append(actor=RITA, action="review.confirm", objects=LONG)  # refused: too large
     assert audit.abandoned == [first] and audit.chain != first
+    assert metrics.AUDIT_TOPIC_FAILURES._value.get() == failures + 1  # what the alert rule watches
     audit.append(actor=RITA, action="review.reject", objects={"candidate_id": "c2"})
     audit.close()
 

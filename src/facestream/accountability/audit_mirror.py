@@ -41,6 +41,7 @@ from facestream.accountability.audit_kafka import KafkaAuditLog
 from facestream.accountability.audit_keys import AuditSettings, Signer, load_signer, publish_public_key
 from facestream.cliargs import settings_from
 from facestream.errors import AuditError, DeliveryError
+from facestream.runtime import metrics
 from facestream.settings import KafkaSettings
 from facestream.transport.base import Producer
 from facestream.transport.groups import GroupReader
@@ -198,6 +199,7 @@ class AuditMirror(AuditWriter):
         try:
             call()
         except (DeliveryError, KafkaException) as exc:
+            metrics.AUDIT_TOPIC_FAILURES.inc()
             failed = self.kafka.chain
             self.abandoned.append(failed)
             if next_chain:

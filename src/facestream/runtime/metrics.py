@@ -64,6 +64,10 @@ GALLERY_SEARCH_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 GALLERY_ENTRIES = Gauge("facestream_gallery_entries", "Watchlist vectors in the gallery")
+AUDIT_TOPIC_FAILURES = Counter(
+    "facestream_audit_topic_failures_total",
+    "Audit records the audit topic did not take; the action they record was not done (it is retried)",
+)
 HITS = Counter("facestream_hits_total", "Faces that matched an authorised watchlist entry")
 CANDIDATES = Counter("facestream_candidates_total", "Candidates opened (one per identity, camera, episode)")
 FRAME_TO_CANDIDATE_SECONDS = Histogram(
