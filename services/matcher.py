@@ -35,6 +35,7 @@ from facestream.runtime.runner import StageRunner
 from facestream.runtime.service import (
     ConsumingService,
     Settings,
+    close_opened,
     enforce_grace,
     parse_settings,
     setup_logging,
@@ -115,29 +116,18 @@ def run(args: argparse.Namespace) -> int:
         runner = dataclasses.replace(SERVICE, build=build_kept).runner(settings, stop, health)
     except ConfigError as exc:
         log.error("matcher: %s", exc)
-        close(opened)
+        close_opened("matcher", opened)
         return 2
     except FacestreamError as exc:
         log.error("matcher: %s", exc)
-        close(opened)
+        close_opened("matcher", opened)
         return 1
     log.info("matcher: %s -> %s", runner.route.input_topic, runner.route.output_topic)
     try:
         code = asyncio.run(serve(runner, episodes, stop, runtime.shutdown_grace_s))
     finally:
-        sealed = close(opened)
+        sealed = close_opened("matcher", opened)
     return code if sealed else 1
-
-
-def close(opened: list[Matching]) -> bool:
-    """Stop the purge thread, seal the audit chain, close the gallery; False (logged) if that failed."""
-    try:
-        for matching in opened:
-            matching.close()
-    except FacestreamError as exc:
-        log.error("matcher: on the way out: %s", exc)
-        return False
-    return True
 
 
 async def serve(

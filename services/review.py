@@ -32,7 +32,7 @@ from facestream.errors import ConfigError, FacestreamError
 from facestream.review import commands
 from facestream.review.settings import ReviewSettings
 from facestream.runtime.health import Health
-from facestream.runtime.service import Settings, parse_settings, setup_logging, start_health
+from facestream.runtime.service import Settings, close_opened, parse_settings, setup_logging, start_health
 from facestream.settings import GallerySettings, KafkaSettings, RuntimeSettings
 
 if TYPE_CHECKING:
@@ -97,28 +97,17 @@ def run(args: argparse.Namespace) -> int:
         health = start_health(runtime, max_poll_age_s=max(60.0, 4 * review.review_sweep_interval_s))
     except ConfigError as exc:
         log.error("review: %s", exc)
-        seal(opened)
+        close_opened("review", opened)
         return 2
     except FacestreamError as exc:
         log.error("review: %s", exc)
-        seal(opened)
+        close_opened("review", opened)
         return 1
     try:
         code = asyncio.run(serve(*built, review, health))
     finally:
-        sealed = seal(opened)
+        sealed = close_opened("review", opened)
     return code if sealed else 1
-
-
-def seal(opened: list[AuditMirror]) -> bool:
-    """Seal the audit topic's chain and close its producer; False (logged) if Kafka did not take it."""
-    try:
-        for mirror in opened:
-            mirror.close()
-    except FacestreamError as exc:
-        log.error("review: on the way out: %s", exc)
-        return False
-    return True
 
 
 def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, WebContext]:
