@@ -44,6 +44,10 @@ class KafkaSettings(BaseSettings):
     ssl_key_location: Path | None = Field(None, description="client key (PEM) for mTLS")
     topic_prefix: str = Field("", description="prefix for every topic name, e.g. 'city1.'")
     client_id: str = Field("facestream", description="client.id reported to the brokers")
+    librdkafka_debug: str = Field(
+        "",
+        description="librdkafka debug contexts (e.g. 'cgrp,fetch'), written to stderr; for diagnosis only",
+    )
 
 
 class RuntimeSettings(BaseSettings):
@@ -79,6 +83,12 @@ class RuntimeSettings(BaseSettings):
     )
     liveness_timeout_s: float = Field(
         60.0, gt=0, description="/healthz fails when the processing loop has not polled for this long"
+    )
+    input_stall_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        description="rejoin with a new Kafka client when the input has had messages waiting and none "
+        "delivered for this long (longer than a batch and an upstream transaction take); 0: never",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

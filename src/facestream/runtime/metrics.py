@@ -41,6 +41,11 @@ ERRORS = Counter(
     "Failures that stopped a batch from committing (delivery, gallery, crash), by kind",
     ["stage", "kind"],
 )
+INPUT_REJOINS = Counter(
+    "facestream_input_rejoins_total",
+    "Times a stage found its input stalled (messages waiting, none delivered) and rejoined with a new client",
+    ["stage"],
+)
 CONSUMER_LAG = Gauge(
     "facestream_consumer_lag_messages",
     "Messages between this consumer's committed offset and the partition's end",

@@ -39,6 +39,7 @@ from facestream.errors import DeliveryError, FacestreamError, GalleryUnavailable
 from facestream.runtime import metrics
 from facestream.runtime.commit import AtLeastOnce, CommitStrategy
 from facestream.runtime.health import Health
+from facestream.runtime.stall import StallWatch
 from facestream.stages.base import Stage
 from facestream.transport.base import (
     Consumer,
@@ -98,6 +99,9 @@ class LoopPolicy:
     """Pause and retry while the gallery is unavailable (services); False re-raises (embedded)."""
     retry_max_s: float = 10.0
     """Longest pause before a rolled-back batch is tried again (the pauses double up to it)."""
+    stall_s: float = 120.0
+    """Rejoin the group with a new client when the input has not moved for this long while it had
+    messages to deliver (runtime/stall.py); 0 turns the watch off."""
 
 
 def first_offsets(envelopes: Sequence[Envelope]) -> dict[TopicPartition, int]:
@@ -150,6 +154,9 @@ class StageRunner(Generic[I, O]):
         self._revoked_in_hand = False
         self._retry_delay = 0.0
         self._committed: dict[TopicPartition, int] = {}
+        self._stall_watch = StallWatch(self.policy.stall_s)
+        self._last_watch = 0.0
+        metrics.INPUT_REJOINS.labels(self._name)  # exported at 0 from the start: increase() sees the first
 
     def start(self) -> None:
         self.consumer.subscribe([self.route.input_topic], on_revoke=self._on_revoke)
@@ -181,7 +188,13 @@ class StageRunner(Generic[I, O]):
 
     def run_once(self) -> int:
         """One batch through steps 1-6; returns how many input messages it covered (0 when
-        the batch was rolled back to be processed again)."""
+        the batch was rolled back to be processed again). Then, with no batch in hand, a look
+        at whether the input stalled."""
+        covered = self._one_batch()
+        self._watch_input()
+        return covered
+
+    def _one_batch(self) -> int:
         envelopes = self.consumer.consume(self.policy.batch_size, self.policy.batch_timeout_s)
         self._polled()
         if not envelopes:
@@ -331,6 +344,7 @@ class StageRunner(Generic[I, O]):
         finally:
             if paused:
                 self.consumer.resume_all()
+                self._stall_watch.reset()  # standing still was on purpose
                 log.info("%s: gallery back, consuming resumed", self._name)
 
     def _guard_invalid_ratio(self, total: int, invalid: int) -> None:
@@ -344,6 +358,22 @@ class StageRunner(Generic[I, O]):
                 f"{self._name}: {ratio:.0%} of the last {sample} messages are invalid "
                 f"(limit {self.policy.max_invalid_ratio:.0%}); stopping without committing"
             )
+
+    def _watch_input(self) -> None:
+        """Eight times per `stall_s`, between batches: a consumer that stopped delivering although its
+        input has messages (or cannot reach Kafka at all) for `stall_s` is replaced."""
+        progress = getattr(self.consumer, "progress", None)
+        now = time.monotonic()
+        if progress is None or self.policy.stall_s <= 0 or now - self._last_watch < self.policy.stall_s / 8:
+            return
+        self._last_watch = now
+        stalled = self._stall_watch.observe(progress())
+        if stalled is None:
+            return
+        metrics.INPUT_REJOINS.labels(self._name).inc()
+        log.error("%s: input stalled (%s): rejoining the group with a new Kafka client", self._name, stalled)
+        self.consumer.rejoin()  # type: ignore[attr-defined]  # a consumer with progress() has it
+        self._stall_watch.reset()
 
     def _polled(self) -> None:
         self.health.polled()

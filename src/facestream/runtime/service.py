@@ -136,6 +136,7 @@ def loop_policy(runtime: RuntimeSettings) -> LoopPolicy:
         batch_size=runtime.batch_size,
         batch_timeout_s=runtime.batch_timeout_ms / 1000,
         max_invalid_ratio=runtime.max_invalid_ratio,
+        stall_s=runtime.input_stall_timeout_s,
     )
 
 

@@ -38,6 +38,20 @@ class Envelope:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """Where the group stands on one input partition: `done` is the next offset it will read
+    (this client's position where it owns the partition, else the group's committed offset),
+    `end` the partition's end."""
+
+    done: int
+    end: int
+
+    @property
+    def behind(self) -> bool:
+        return self.done < self.end
+
+
 class Consumer(Protocol):
     def subscribe(
         self,

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from facestream.errors import ConfigError, DeliveryError, FacestreamError
 from facestream.settings import KafkaSettings
-from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets
+from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets, PartitionProgress
 from facestream.transport.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "log_level": 2,
         "error_cb": report_client_error,
     }
+    if settings.librdkafka_debug:
+        config["debug"] = settings.librdkafka_debug  # raises librdkafka's log level to debug
     if "SASL" in settings.security_protocol:
         if not settings.sasl_username or settings.sasl_password is None:
             raise ConfigError("SASL needs both sasl_username and sasl_password")
@@ -122,6 +124,10 @@ def _envelope(message: Message) -> Envelope:
     )
 
 
+Subscription = tuple[list[str], AssignmentCallback | None, AssignmentCallback | None]
+"""Topics and callbacks as last given to `subscribe`, for `rejoin` to give again."""
+
+
 class KafkaConsumer:
     """A group member that commits only when told to.
 
@@ -149,11 +155,16 @@ class KafkaConsumer:
             # Only committed outputs of transactional producers are read downstream.
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "cooperative-sticky",
+            # The broker answers a connection's requests in order, so an idle fetch's long poll
+            # (500 ms by default) holds up every lag and progress query behind it.
+            "fetch.wait.max.ms": 100,
             **(extra or {}),
         }
+        self._config = config
         self._consumer = CKConsumer(config)
         self._assigned: list[TopicPartition] = []
         self._paused = False
+        self._subscription: Subscription | None = None
         self.group_id = group_id
 
     @property
@@ -170,21 +181,45 @@ class KafkaConsumer:
         on_assign: AssignmentCallback | None = None,
         on_revoke: AssignmentCallback | None = None,
     ) -> None:
+        self._subscription = (list(topics), on_assign, on_revoke)
+        client = self._consumer
+
         def assigned(_: CKConsumer, partitions: list[TopicPartition]) -> None:
             self._assigned.extend(partitions)
             if self._paused and partitions:
                 # Paused means paused: a partition gained meanwhile must not deliver either.
-                self._consumer.pause(partitions)
+                client.pause(partitions)
             if on_assign is not None:
                 on_assign([(p.topic, p.partition) for p in partitions])
 
         def revoked(_: CKConsumer, partitions: list[TopicPartition]) -> None:
+            if client is not self._consumer:
+                return  # a client replaced by `rejoin`, closing: its partitions were revoked then
             gone = {(p.topic, p.partition) for p in partitions}
             self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
             if on_revoke is not None:
                 on_revoke(sorted(gone))
 
-        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
+        client.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
+
+    def rejoin(self) -> None:
+        """Leave the group and join it again with a new client (see runtime/stall.py for why).
+
+        Called between batches. The partitions this member held are revoked first (the runner
+        forgets their lag series); the new client gets its assignment as any member does, at
+        once for a static member (its instance id fences the old client). The old client is
+        closed on a thread of its own: closing a wedged client can block.
+        """
+        if self._subscription is None:
+            raise RuntimeError("rejoin before subscribe")
+        topics, on_assign, on_revoke = self._subscription
+        old, held = self._consumer, sorted((p.topic, p.partition) for p in self._assigned)
+        self._assigned = []
+        if held and on_revoke is not None:
+            on_revoke(held)
+        self._consumer = CKConsumer(self._config)
+        threading.Thread(target=old.close, name="close-replaced-consumer", daemon=True).start()
+        self.subscribe(topics, on_assign, on_revoke)
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Envelope]:
         messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
@@ -267,16 +302,60 @@ class KafkaConsumer:
             return {}
         try:
             committed = self._consumer.committed(list(self._assigned), timeout=timeout_s)
-            out: dict[tuple[str, int], int] = {}
-            for tp in committed:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=timeout_s, cached=False
-                )
-                start = tp.offset if tp.offset >= 0 else low
-                out[(tp.topic, tp.partition)] = max(0, high - start)
+            bounds = self._bounds(committed, timeout_s)
         except KafkaException as exc:
             log.warning("consumer lag unavailable: %s", exc)
             return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in committed:
+            start, end = bounds[(tp.topic, tp.partition)]
+            out[(tp.topic, tp.partition)] = max(0, end - (tp.offset if tp.offset >= 0 else start))
+        return out
+
+    def progress(self, timeout_s: float = 5.0) -> dict[tuple[str, int], PartitionProgress] | None:
+        """Where the group stands on every partition of the subscribed topics (not only this
+        member's): this client's position where it owns the partition, else the group's committed
+        offset, else the partition's start; and the partition's end. None when Kafka does not answer."""
+        if self._subscription is None:
+            return None
+        try:
+            wanted = [
+                TopicPartition(topic, partition)
+                for topic in self._subscription[0]
+                for partition in self._consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+            ]
+            if not wanted:
+                return None  # the topic is not there (yet)
+            committed = self._consumer.committed(wanted, timeout=timeout_s)
+            bounds = self._bounds(committed, timeout_s)
+        except KafkaException as exc:
+            log.warning("where the input stands is unknown: %s", exc)
+            return None
+        positions = self.positions()
+        out = {}
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            start, end = bounds[key]
+            done = positions.get(key, tp.offset if tp.offset >= 0 else start)
+            out[key] = PartitionProgress(done=done, end=end)
+        return out
+
+    def _bounds(
+        self, partitions: list[TopicPartition], timeout_s: float
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """Each partition's start and end, in two requests whatever their number (ListOffsets
+        for the earliest and the latest; read_committed, the end is the last stable offset)."""
+        starts, ends = (
+            self._consumer.offsets_for_times(
+                [TopicPartition(p.topic, p.partition, which) for p in partitions], timeout=timeout_s
+            )
+            for which in (-2, -1)  # OFFSET_BEGINNING, OFFSET_END
+        )
+        out = {}
+        for start, end in zip(starts, ends, strict=True):
+            if start.error is not None or end.error is not None:
+                raise KafkaException(start.error or end.error)
+            out[(start.topic, start.partition)] = (start.offset, end.offset)
         return out
 
     def pause_all(self) -> None:
@@ -469,9 +548,24 @@ class TransactionalProducer(KafkaProducer):
         self._open = False
 
     def abort(self) -> None:
-        """Abort the open transaction, if any: its messages are never read downstream."""
+        """Abort the open transaction, if any: its messages are never read downstream.
+
+        A client that cannot abort within twice its timeout is replaced: after a broker restart
+        librdkafka 2.16 can keep partition leaders it never looks up again, and then every abort
+        "times out, retry to resume" for good. The new client's init fences the old one, and the
+        broker aborts its transaction.
+        """
         if self._open:
-            self._call("abort", lambda: self._producer.abort_transaction(self._timeout_s))
+            try:
+                self._call(
+                    "abort",
+                    lambda: self._producer.abort_transaction(self._timeout_s),
+                    patience_s=2 * self._timeout_s,
+                )
+            except TransactionAborted:
+                pass  # blocked in librdkafka: `_bounded` replaced the client already
+            except DeliveryError:
+                self._replace_stuck("abort")
             self._open = False
             # The aborted batch's messages come back as purged: not failures of the next batch.
             self._producer.poll(0)
@@ -541,16 +635,15 @@ class TransactionalProducer(KafkaProducer):
 
     def _replace_stuck(self, what: str) -> None:
         log.error(
-            "transaction %s of %s blocked past its timeout; replacing the producer (the stuck one is fenced)",
+            "transaction %s of %s did not complete in time; replacing the producer (the stuck one is fenced)",
             what,
             self.transactional_id,
         )
         self._producer = CKProducer(self._config)  # the stuck client is left to its thread
         self._failures = []
         self._open = False
-        self._call(
-            "init", lambda: self._producer.init_transactions(self._timeout_s), patience_s=4 * self._timeout_s
-        )
+        # For as long as it takes, as begin and commit do: the broker may still be on its way back.
+        self._call("init", lambda: self._producer.init_transactions(self._timeout_s))
 
 
 def group_start_offset(
