@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fixtures.clock import Clock
 
 
 def test_in_order_duplicates_and_gaps() -> None:
@@ -43,7 +36,7 @@ def test_progress_lives_in_the_mapping_it_is_given() -> None:
 
 
 def test_stalled_partition_is_one_with_unapplied_input_and_no_events() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     guard = OffsetGuard({}, clock=clock)
     guard.check(0, 0)
     guard.done(0, 0)

@@ -5,18 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fixtures.clock import Clock
 
 
 def test_a_seeded_partition_notices_that_its_first_events_were_skipped() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     progress: dict[str, Any] = {}
     guard = OffsetGuard(progress, clock=clock)
     assert guard.needs_seed(0)
@@ -33,7 +26,7 @@ def test_a_seeded_partition_notices_that_its_first_events_were_skipped() -> None
 
 
 def test_a_partition_ending_in_markers_is_quiet_not_stalled() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     guard = OffsetGuard({}, clock=clock)
     assert guard.check(1, 9) is Verdict.PROCESS
     guard.done(1, 9)  # last message at 9; a commit marker at 10; the log ends at 11

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from facestream.runtime.stall import StallWatch
 from facestream.transport.base import PartitionProgress
+from tests.fixtures.clock import Clock
 
 P0, P1 = ("frames", 0), ("frames", 1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_partition_with_messages_ahead_that_does_not_move_is_stalled_after_stall_s() -> None:

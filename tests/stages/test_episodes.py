@@ -7,6 +7,7 @@ from typing import Any
 
 from facestream.messages import Hit
 from facestream.stages.episodes import EpisodeStage, EpisodeTracker
+from tests.fixtures.clock import Clock
 from tests.fixtures.hits import make_hit
 
 T0 = 1_700_000_000_000
@@ -17,16 +18,8 @@ def hit(at_ms: int, camera: str = "gate", identity: str = "obama") -> Hit:
     return make_hit(camera, at_ms, identity)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_unconfirmed_opening_comes_back_as_a_repeat_and_a_confirmed_one_not_at_all() -> None:
-    clock = Clock()
+    clock = Clock(1_000.0)
     tracker = EpisodeTracker({}, gap_ms=GAP_MS, clock=clock)
     opening = hit(T0)
 
@@ -70,7 +63,7 @@ def test_episodes_per_identity_and_camera() -> None:
 
 
 def test_expire_deletes_only_episodes_unseen_long_enough_and_only_of_the_partition_asked() -> None:
-    clock = Clock()
+    clock = Clock(1_000.0)
     state: dict[str, Any] = {}
     tracker = EpisodeTracker(state, gap_ms=GAP_MS, clock=clock)
     tracker.track(hit(T0, camera="a"), partition=0)
