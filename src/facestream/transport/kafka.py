@@ -325,7 +325,7 @@ class KafkaConsumer:
                 for partition in self._consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
             ]
             if not wanted:
-                return None  # the topic is not there (yet)
+                return {}  # the topic is not there (yet): nothing to wait for
             committed = self._consumer.committed(wanted, timeout=timeout_s)
             bounds = self._bounds(committed, timeout_s)
         except KafkaException as exc:
