@@ -22,12 +22,15 @@ from tests.integration.processes import ServiceProcess, Services, kafka_args
 log = logging.getLogger(__name__)
 
 STAGES = ("frame-sampler", "detector", "embedder", "matcher")
+INPUT_STALL_S = 40
+"""A consumer left wedged by a broker restart is replaced after this long (docs/delivery.md):
+well inside the tests' waits, and still far above a batch's time on a loaded machine."""
 
 
 def service_args(
     settings: KafkaSettings, model_dir: Path, gallery_uri: str, state_dir: Path, work: Path, gap_s: float
 ) -> dict[str, list[str]]:
-    common = [*kafka_args(settings), "--metrics-port", "0"]
+    common = [*kafka_args(settings), "--metrics-port", "0", "--input-stall-timeout-s", str(INPUT_STALL_S)]
     model = ["--model-dir", str(model_dir), "--execution-provider", "cpu"]
     return {
         "frame-sampler": [*common, "--replica-id", "sampler-0", "--realtime-files"],
