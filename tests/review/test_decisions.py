@@ -9,27 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facestream.messages import BBox, Candidate, FrameRef, Hit
+from facestream.messages import Candidate
 from facestream.review.decisions import CandidateReview, DecisionRefused, ReviewBook
 from facestream.review.messages import Decision, Verdict, alert_id_for
+from tests.fixtures.hits import make_hit
 
 T0 = 1_800_000_000_000
 WINDOW = 60_000
 
 
 def candidate(camera: str = "cam-1", at_ms: int = T0, identity: str = "obama") -> Candidate:
-    hit = Hit(
-        ref=FrameRef(camera, f"{camera}@{at_ms}", at_ms, "rtsp://cam"),
-        face_index=0,
-        bbox=BBox(10, 20, 110, 140),
-        score=0.71,
-        identity=identity,
-        entry_id=f"entry-{identity}",
-        authorisation_id="auth_0123456789abcdef",
-        model_id="model@1",
-        thumbnail_jpeg=b"\xff\xd8crop",
-    )
-    return Candidate.open_episode(hit)
+    return Candidate.open_episode(make_hit(camera, at_ms, identity))
 
 
 def book(state: dict[str, Any] | None = None, **kwargs: Any) -> ReviewBook:
@@ -162,12 +152,12 @@ def test_a_decision_made_before_the_end_but_applied_after_it_is_refused() -> Non
 
 
 def test_when_its_authorisation_ends_a_pending_candidate_expires_and_cannot_be_confirmed() -> None:
-    in_force = {"auth_0123456789abcdef": True}
-    b = book(authorised=lambda auth, _now: in_force.get(auth, False))
     c = candidate()
+    in_force = {c.authorisation_id: True}
+    b = book(authorised=lambda auth, _now: in_force.get(auth, False))
     admitted(b, c)
     decide(b, c.candidate_id, "rita", "confirm")
-    in_force["auth_0123456789abcdef"] = False
+    in_force[c.authorisation_id] = False
     with pytest.raises(DecisionRefused) as refused:
         b.judge(Decision.new(c.candidate_id, "rob", "confirm", T0 + 2000), "reviewer", T0 + 2000)
     assert refused.value.reason == "not_authorised"
