@@ -47,6 +47,7 @@ from facestream.review.messages import Decision
 from facestream.review.settings import ReviewSettings
 from facestream.review.wire import ALERTS, REVIEWS
 from facestream.runtime import metrics
+from facestream.runtime.changelogs import declare_changelogs
 from facestream.runtime.episodes_app import _envelope, faust_brokers, faust_credentials, topic_layout
 from facestream.runtime.faust_import import faust
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
@@ -472,6 +473,7 @@ class ReviewApp:
         """Start, serve until `stop` is set or faust crashes, then stop (which commits)."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         app = self._app or self.build()
+        await asyncio.to_thread(declare_changelogs, self.config.kafka, app)
         await app.start()
         prefix = self.config.kafka.topic_prefix
         log.info(

@@ -42,6 +42,7 @@ from facestream import codec
 from facestream.errors import ConfigError, FacestreamError, InvalidMessage
 from facestream.messages import Candidate
 from facestream.runtime import faust_committed, metrics
+from facestream.runtime.changelogs import declare_changelogs
 from facestream.runtime.faust_import import faust
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
 from facestream.runtime.runner import dlq_headers
@@ -356,6 +357,7 @@ class EpisodesApp:
         """Start, serve until `stop` is set or faust crashes, then stop (which commits)."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         app = self.build()
+        await asyncio.to_thread(declare_changelogs, self.config.kafka, app)
         await app.start()
         log.info(
             "%s: %s -> %s (app %s, %d partitions)",
