@@ -26,6 +26,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.browser",
     "tests.fixtures.reliability",
     "tests.fixtures.security",
+    "tests.fixtures.milvus",
 ]
 
 

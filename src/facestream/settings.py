@@ -176,6 +176,22 @@ class GallerySettings(BaseSettings):
     index_type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field(
         "FLAT", description="vector index; FLAT is exact, HNSW/IVF trade recall for speed at scale"
     )
+    hnsw_m: int = Field(
+        16, ge=4, le=64, description="HNSW: graph links per vector (set when the index is built)"
+    )
+    hnsw_ef_construction: int = Field(
+        200, ge=8, le=512, description="HNSW: candidate list while building (set when the index is built)"
+    )
+    search_ef: int = Field(
+        64,
+        ge=1,
+        le=32768,
+        description="HNSW: candidate list per search, raised to top_k if lower; higher finds more, slower",
+    )
+    ivf_nlist: int = Field(
+        1024, ge=1, le=65536, description="IVF_FLAT: clusters (set when the index is built)"
+    )
+    ivf_nprobe: int = Field(32, ge=1, le=65536, description="IVF_FLAT: clusters searched per query")
     enroll_min_score: float = Field(
         0.9, ge=0, le=1, description="an enrollment photo's face needs at least this detector score"
     )

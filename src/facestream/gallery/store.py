@@ -149,11 +149,11 @@ class Gallery:
         schema.add_field("valid_until_ms", DataType.INT64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         index = self._client.prepare_index_params()
-        params: dict[str, Any] = (
-            {"M": 16, "efConstruction": 200} if self.settings.index_type == "HNSW" else {}
-        )
-        if self.settings.index_type == "IVF_FLAT":
-            params = {"nlist": 1024}
+        params: dict[str, Any] = {}
+        if self.settings.index_type == "HNSW":
+            params = {"M": self.settings.hnsw_m, "efConstruction": self.settings.hnsw_ef_construction}
+        elif self.settings.index_type == "IVF_FLAT":
+            params = {"nlist": self.settings.ivf_nlist}
         # Declared with the collection: building an index after loading many rows is slow
         # and, on Milvus Lite, has failed outright (../shared/STACK.md).
         index.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE", params=params)
@@ -223,7 +223,7 @@ class Gallery:
             filter=" and ".join(clauses),
             limit=top_k,
             output_fields=["identity", "authorisation_id"],
-            search_params={"metric_type": "COSINE"},
+            search_params=self._search_params(top_k),
         )
         out: list[list[GalleryHit]] = []
         for hits in results:
@@ -239,6 +239,15 @@ class Gallery:
             ]
             out.append(sorted(row, key=lambda h: h.score, reverse=True))
         return out
+
+    def _search_params(self, top_k: int) -> dict[str, Any]:
+        """The index's search parameters. Without `ef`, Milvus searches HNSW with ef = top_k, which
+        for the matcher's top_k of 3 misses the true nearest entry far too often."""
+        if self.settings.index_type == "HNSW":
+            return {"metric_type": "COSINE", "params": {"ef": max(self.settings.search_ef, top_k)}}
+        if self.settings.index_type == "IVF_FLAT":
+            return {"metric_type": "COSINE", "params": {"nprobe": self.settings.ivf_nprobe}}
+        return {"metric_type": "COSINE"}
 
     def entries(self, filter_expr: str = "") -> list[GalleryEntry]:
         rows = self._call(
