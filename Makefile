@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test bench setup test-deps clean
+.PHONY: demo test bench scale-report setup test-deps clean
 
 demo: setup
 	$(BIN)/facestream demo
@@ -31,6 +31,12 @@ $(STAMP): pyproject.toml
 # Per-stage cost and end-to-end throughput, written to load-tests/reports/ (not part of CI).
 bench: setup
 	$(BIN)/python load-tests/bench.py
+
+# The scale report (gallery at 10k-1M on a real Milvus server, the pipeline through a real broker,
+# sampler cost, reviewers' workload, capacity model): load-tests/reports/scale-<timestamp>/.
+scale-report: setup
+	scripts/kafka.sh fetch
+	$(BIN)/python load-tests/scale_report.py --size full
 
 # Everything the tests need beyond Python packages: each script is idempotent and caches.
 test-deps:
