@@ -4,9 +4,18 @@ Speed and memory targets live here, never in unit tests: these machines are shar
 noisy, so the report gives medians and ratios measured in one run, with the machine's
 description, rather than pass/fail thresholds.
 
-    .venv/bin/python load-tests/bench.py [--quick] [--gallery-sizes 1000,10000,100000] [--out DIR]
+    .venv/bin/python load-tests/bench.py [--quick] [--out DIR]
 
 Writes DIR/bench-<timestamp>.json and .md (default DIR: load-tests/reports).
+
+Measured here: the detector path, the embedder, and the embedded pipeline end to end on a real
+H.264 camera file (load-tests/scalelab/media.py). Every figure says its clock: wall figures from
+time.perf_counter(), CPU figures from time.process_time() (user+system time of this process, all
+its threads: onnxruntime's and OpenCV's included).
+
+The gallery and the frame sampler are no longer measured here: the scale report
+(load-tests/scale_report.py, parts `gallery` and `sampler`) measures them on a real Milvus server
+and on real H.264 with CPU clocks, and one measurement of each is enough.
 """
 
 from __future__ import annotations
@@ -15,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -30,12 +38,10 @@ import numpy as np
 import onnxruntime as ort
 
 from facestream.camera.sampler import FrameEncoder
-from facestream.camera.sources import VideoFile
 from facestream.camera.spec import CameraSpec
-from facestream.gallery.store import FOREVER_MS, Gallery, GalleryEntry
+from facestream.gallery.store import Gallery
 from facestream.imaging import decode_jpeg
 from facestream.runtime.embedded import EmbeddedPipeline, identify
-from facestream.sample import make_camera_video
 from facestream.settings import DetectorSettings, EmbedderSettings, GallerySettings, ModelSettings
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
@@ -43,29 +49,32 @@ from facestream.stages.match import MatchStage
 from facestream.vision.factory import build_embedder, build_finder
 from facestream.vision.models import fetch_builtin_models
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from scalelab.media import make_h264_video  # noqa: E402
+
+REPO = HERE.parent
 FACES = Path(os.environ.get("FACESTREAM_FACES", REPO.parent / "shared" / "data" / "faces"))
 
 
 def timed(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> dict[str, float]:
-    """Median and p90 wall time of `fn` in milliseconds."""
+    """Median and p90 wall time, and median CPU time (this process, all threads), of `fn`, in ms."""
     for _ in range(warmup):
         fn()
-    samples = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+        cpu.append((time.process_time() - cpu_started) * 1000)
+        wall.append((time.perf_counter() - started) * 1000)
+    wall.sort()
     return {
-        "median_ms": round(statistics.median(samples), 3),
-        "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 3),
-        "n": len(samples),
+        "median_wall_ms": round(statistics.median(wall), 3),
+        "p90_wall_ms": round(wall[int(0.9 * (len(wall) - 1))], 3),
+        "median_cpu_ms": round(statistics.median(cpu), 3),
+        "n": len(wall),
     }
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_detector(finder: Any, repeat: int) -> dict[str, Any]:
@@ -87,79 +96,26 @@ def bench_embedder(embedder: Any, repeat: int) -> dict[str, Any]:
     for batch in (1, 8, 32):
         crops = rng.integers(0, 255, (batch, 112, 112, 3), dtype=np.uint8)
         stats = timed(lambda c=crops: embedder.embed(c), max(3, repeat // batch))
-        stats["per_face_ms"] = round(stats["median_ms"] / batch, 3)
+        stats["per_face_wall_ms"] = round(stats["median_wall_ms"] / batch, 3)
+        stats["per_face_cpu_ms"] = round(stats["median_cpu_ms"] / batch, 3)
         out[f"batch_{batch}"] = stats
     return out
 
 
-def bench_gallery(sizes: list[int], repeat: int, workdir: Path) -> dict[str, Any]:
-    rng = np.random.default_rng(1)
-    out = {}
-    for size in sizes:
-        gallery = Gallery(GallerySettings(gallery=str(workdir / f"gallery-{size}")))
-        started = time.perf_counter()
-        for start in range(0, size, 2000):
-            n = min(2000, size - start)
-            vectors = rng.standard_normal((n, 512)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            entries = [
-                GalleryEntry(f"e{start + i}", f"person{start + i}", "auth", "m", "p", 0, FOREVER_MS)
-                for i in range(n)
-            ]
-            gallery.add(entries, vectors)
-        insert_s = time.perf_counter() - started
-        probe = rng.standard_normal((32, 512)).astype(np.float32)
-        probe /= np.linalg.norm(probe, axis=1, keepdims=True)
-
-        def search(q: np.ndarray, g: Gallery = gallery) -> Any:
-            return g.search(q, model_id="m", threshold=0.4, top_k=3)
-
-        one, many = probe[:1], probe
-        out[str(size)] = {
-            "insert_rows_per_s": round(size / insert_s),
-            "search_1": timed(lambda q=one: search(q), repeat),
-            "search_32": timed(lambda q=many: search(q), max(3, repeat // 4)),
-            "rss_mb_after": round(rss_mb()),
-        }
-        gallery.close()
-    return out
-
-
-def bench_sampler(workdir: Path) -> dict[str, Any]:
-    """Decode cost of sampling a 25 fps 720p file at 2 fps: the sampler's real cost per camera."""
-    video = make_camera_video(
-        [FACES / "probe" / "obama.jpg"] * 2, workdir / "cam720.mp4", size=(1280, 720), fps=25, seconds_each=4
-    )
-    out = {}
-    for fps in (2.0, 25.0):
-        source = VideoFile(CameraSpec(camera_id="c", url=str(video)), fps)
-        source.open()
-        encoder = FrameEncoder()
-        started, frames = time.perf_counter(), 0
-        while (captured := source.read()) is not None:
-            encoder.frame(source.spec, captured)
-            frames += 1
-        elapsed = time.perf_counter() - started
-        source.close()
-        out[f"sample_at_{fps:g}fps"] = {
-            "frames_published": frames,
-            "video_seconds": 8,
-            "cpu_seconds_per_video_second": round(elapsed / 8, 4),
-        }
-    return out
-
-
 def bench_end_to_end(finder: Any, embedder: Any, workdir: Path) -> dict[str, Any]:
+    """The embedded pipeline on a 720p 10 fps H.264 file, every frame sampled: sampler, detector,
+    embedder and matcher threads all in this process, so its CPU clock covers the whole pipeline."""
     gallery = Gallery(GallerySettings(gallery=str(workdir / "e2e-gallery")))
     from facestream.gallery.enroll import Enroller
 
     Enroller(finder, embedder, gallery, GallerySettings()).enroll("obama", [FACES / "enroll" / "obama_1.jpg"])
-    video = make_camera_video(
+    media = make_h264_video(
         [FACES / "probe" / "obama.jpg", FACES / "scenes" / "two_people.jpg"],
         workdir / "e2e.mp4",
         size=(1280, 720),
         fps=10,
-        seconds_each=5,
+        seconds=10,
+        gop_s=1.0,
     )
     pipeline = EmbeddedPipeline(
         DetectStage(finder, max_frame_pixels=40_000_000, thumbnail_px=128),
@@ -167,53 +123,70 @@ def bench_end_to_end(finder: Any, embedder: Any, workdir: Path) -> dict[str, Any
         MatchStage(gallery, threshold=0.4, top_k=3),
         episode_gap_ms=30_000,
     )
-    spec = CameraSpec(camera_id="e2e", url=str(video), fps=10)
-    started = time.perf_counter()
+    spec = CameraSpec(camera_id="e2e", url=str(media.path), fps=10)
+    started, cpu_started = time.perf_counter(), time.process_time()
     candidates = list(identify(pipeline, [spec], default_fps=10, encoder=FrameEncoder(), failures=[]))
-    elapsed = time.perf_counter() - started
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     frames = sum(len(p.log) for p in pipeline.broker.partitions("frames"))
     faces = sum(len(p.log) for p in pipeline.broker.partitions("faces"))
     gallery.close()
     return {
+        "media": media.describe(),
         "frames": frames,
         "faces": faces,
         "candidates": len(candidates),
-        "seconds": round(elapsed, 3),
-        "frames_per_s": round(frames / elapsed, 2),
-        "ms_per_frame": round(1000 * elapsed / frames, 2),
+        "wall_s": round(wall_s, 3),
+        "cpu_s": round(cpu_s, 3),
+        "frames_per_wall_s": round(frames / wall_s, 2),
+        "wall_ms_per_frame": round(1000 * wall_s / frames, 2),
+        "cpu_ms_per_frame": round(1000 * cpu_s / frames, 2),
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# facestream benchmark, {report['at']}", "", f"Machine: {report['machine']}", ""]
-    lines += ["## Detector (decode + detect + landmarks + align + quality), per frame", ""]
-    lines += ["| scene | JPEG decode ms | detect path ms | faces |", "| --- | --- | --- | --- |"]
-    for res, r in report["detector"].items():
-        decode, detect = r["jpeg_decode"]["median_ms"], r["detect_align_measure"]["median_ms"]
-        lines.append(f"| {res} | {decode} | {detect} | {r['faces']} |")
-    lines += ["", "## Embedder", "", "| batch | ms per batch | ms per face |", "| --- | --- | --- |"]
-    for batch, r in report["embedder"].items():
-        lines.append(f"| {batch.removeprefix('batch_')} | {r['median_ms']} | {r['per_face_ms']} |")
-    lines += ["", "## Gallery (Milvus Lite, FLAT, 512-d cosine)", ""]
-    lines += [
-        "| rows | insert rows/s | 1 query ms | 32 queries ms | peak RSS MB |",
-        "| --- | --- | --- | --- | --- |",
+    lines = [
+        f"# facestream benchmark, {report['at']}",
+        "",
+        f"Machine: {report['machine']}",
+        "",
+        "Wall = time.perf_counter(); CPU = time.process_time() of this process (all its threads). "
+        "Gallery and sampler figures: see the scale report (load-tests/scale_report.py).",
+        "",
     ]
-    for size, r in report["gallery"].items():
+    lines += ["## Detector (decode + detect + landmarks + align + quality), per frame, medians", ""]
+    lines += [
+        "| scene | JPEG decode wall ms | JPEG decode CPU ms | detect path wall ms | detect path CPU ms "
+        "| faces |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for res, r in report["detector"].items():
+        decode, detect = r["jpeg_decode"], r["detect_align_measure"]
         lines.append(
-            f"| {size} | {r['insert_rows_per_s']} | {r['search_1']['median_ms']} | "
-            f"{r['search_32']['median_ms']} | {r['rss_mb_after']} |"
+            f"| {res} | {decode['median_wall_ms']} | {decode['median_cpu_ms']} | "
+            f"{detect['median_wall_ms']} | {detect['median_cpu_ms']} | {r['faces']} |"
         )
-    lines += ["", "## Sampler (720p H.264-class mp4v file, 25 fps native)", ""]
-    for name, r in report["sampler"].items():
-        lines.append(f"- {name}: {r['cpu_seconds_per_video_second']} s of CPU per second of video")
-    e = report["end_to_end"]
     lines += [
         "",
-        "## End to end, embedded mode (720p, 10 fps sampled)",
+        "## Embedder, medians",
         "",
-        f"{e['frames']} frames, {e['faces']} faces, {e['candidates']} candidates in {e['seconds']} s: "
-        f"{e['frames_per_s']} frames/s, {e['ms_per_frame']} ms per frame.",
+        "| batch | wall ms per batch | wall ms per face | CPU ms per face |",
+        "| --- | --- | --- | --- |",
+    ]
+    for batch, r in report["embedder"].items():
+        lines.append(
+            f"| {batch.removeprefix('batch_')} | {r['median_wall_ms']} | {r['per_face_wall_ms']} | "
+            f"{r['per_face_cpu_ms']} |"
+        )
+    e = report["end_to_end"]
+    m = e["media"]
+    lines += [
+        "",
+        f"## End to end, embedded mode ({m['width']}x{m['height']} H.264 at {m['fps']:g} fps, GOP "
+        f"{m['gop_s']:g} s, {m['kbps']:,.0f} kbit/s; every frame sampled)",
+        "",
+        f"{e['frames']} frames, {e['faces']} faces, {e['candidates']} candidates in {e['wall_s']} s wall, "
+        f"{e['cpu_s']} s CPU: {e['frames_per_wall_s']} frames per wall second, {e['wall_ms_per_frame']} ms "
+        f"wall and {e['cpu_ms_per_frame']} ms CPU per frame.",
         "",
     ]
     return "\n".join(lines)
@@ -223,16 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions, small galleries")
-    parser.add_argument("--gallery-sizes", default="", help="comma-separated row counts")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--out", type=Path, default=REPO / "load-tests" / "reports")
     args = parser.parse_args(argv)
     if not (FACES / "scenes").is_dir():
         parser.error(f"test photos not found at {FACES}; set FACESTREAM_FACES")
     repeat = 5 if args.quick else 30
-    sizes = [int(s) for s in args.gallery_sizes.split(",") if s] or (
-        [1000] if args.quick else [1000, 10_000, 100_000]
-    )
     models = ModelSettings(execution_provider="cpu")
     fetch_builtin_models(models.model_dir)
     finder = build_finder(DetectorSettings(), models)
@@ -245,8 +214,6 @@ def main(argv: list[str] | None = None) -> int:
             f"onnxruntime {ort.__version__} {ort.get_available_providers()}, opencv {cv2.__version__}",
             "detector": bench_detector(finder, repeat),
             "embedder": bench_embedder(embedder, repeat),
-            "gallery": bench_gallery(sizes, repeat, work),
-            "sampler": bench_sampler(work),
             "end_to_end": bench_end_to_end(finder, embedder, work),
         }
     args.out.mkdir(parents=True, exist_ok=True)
