@@ -254,6 +254,23 @@ review:
 {{- end -}}
 {{- end -}}
 
+{{/* The gallery's index settings (GallerySettings), for every container that opens the gallery. */}}
+{{- define "facestream.galleryIndexEnv" -}}
+{{- $i := .Values.gallery.index -}}
+- name: FACESTREAM_GALLERY_INDEX_TYPE
+  value: {{ $i.type | quote }}
+- name: FACESTREAM_GALLERY_HNSW_M
+  value: {{ $i.hnswM | quote }}
+- name: FACESTREAM_GALLERY_HNSW_EF_CONSTRUCTION
+  value: {{ $i.hnswEfConstruction | quote }}
+- name: FACESTREAM_GALLERY_SEARCH_EF
+  value: {{ $i.searchEf | quote }}
+- name: FACESTREAM_GALLERY_IVF_NLIST
+  value: {{ $i.ivfNlist | quote }}
+- name: FACESTREAM_GALLERY_IVF_NPROBE
+  value: {{ $i.ivfNprobe | quote }}
+{{- end -}}
+
 {{/* Where the model files are inside the containers. */}}
 {{- define "facestream.modelDir" -}}
 {{- if eq .Values.models.source "image" -}}{{ .Values.models.imageDir }}{{- else -}}/models{{- end -}}
