@@ -122,7 +122,7 @@ def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, Web
     from facestream.review.app import ReviewApp, ReviewConfig
     from facestream.review.photos import EnrolledPhotos
     from facestream.review.sessions import Sessions
-    from facestream.review.web import WebContext
+    from facestream.review.web import WebContext, WebPolicy
 
     review: ReviewSettings = settings[ReviewSettings]
     state_dir: Path = state_dir_of(settings[GallerySettings], settings[AccountabilitySettings])
@@ -156,6 +156,7 @@ def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, Web
             state_dir, lambda: load_photo_key(photo_settings, state_dir, single_operator=False)
         ),
         cookie_secure=review.review_cookie_secure,
+        policy=WebPolicy.from_settings(review),
     )
     return app, ctx
 

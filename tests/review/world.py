@@ -119,16 +119,7 @@ class World:
     # -- the service -----------------------------------------------------------------------
 
     def start(self, running: Services, *extra: str, cookie_secure: bool = True) -> ServiceProcess:
-        args = [
-            *kafka_args(self.kafka),
-            "--gallery", str(self.state),
-            "--metrics-port", "0",
-            "--review-port", "0",
-            "--review-host", "127.0.0.1",
-            "--group-id", self.kafka.topic_prefix + "review",
-            "--review-data-dir", str(self.data_dir),
-            "--review-sweep-interval-s", "0.5",
-        ]  # fmt: skip
+        args = service_args(self.kafka, self.state, self.data_dir)
         if not cookie_secure:
             args.append("--no-review-cookie-secure")
         proc = running.start("review", *args, *extra)
@@ -144,6 +135,20 @@ class World:
         return [
             r for r in self.audit() if r["action"].startswith(prefix) and r["action"] != "audit.checkpoint"
         ]
+
+
+def service_args(kafka: KafkaSettings, state: Path, data_dir: Path) -> list[str]:
+    """The flags of a `facestream review` under test: any free ports, the web app on loopback."""
+    return [
+        *kafka_args(kafka),
+        "--gallery", str(state),
+        "--metrics-port", "0",
+        "--review-port", "0",
+        "--review-host", "127.0.0.1",
+        "--group-id", kafka.topic_prefix + "review",
+        "--review-data-dir", str(data_dir),
+        "--review-sweep-interval-s", "0.5",
+    ]  # fmt: skip
 
 
 def web_port(proc: ServiceProcess, timeout_s: float = 60) -> int:

@@ -5,7 +5,8 @@ like the other accountability documents). An account only lets a person sign in:
 may do is their role in roles.json (`resolve_actor`), checked on every decision. Passwords
 are hashed with scrypt (hashlib; n=2^15, r=8, p=1, 16-byte salt), compared in constant time,
 and an unknown name costs the same hash as a known one, so timing does not reveal accounts.
-Repeated failures lock an account for a while (in memory, per process).
+How often a name may be tried is the web app's business (limits.py: counted per account and
+client before the hash runs), not a lock here that anyone could trigger.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,6 @@ FILE = "reviewers.json"
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-MAX_FAILURES = 5
-LOCK_S = 300.0
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -78,13 +75,10 @@ class Account:
 
 
 class ReviewerAccounts:
-    """The account file, and sign-in checks with a lock-out after repeated failures."""
+    """The account file, and the password check of a sign-in."""
 
-    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE
-        self._clock = clock
-        self._failures: dict[str, tuple[int, float]] = {}
-        self._mutex = threading.Lock()
 
     def all(self) -> dict[str, Account]:
         raw = read_document(self.path).get("accounts", {})
@@ -117,23 +111,11 @@ class ReviewerAccounts:
             del accounts[name]
             self._write(accounts)
 
-    def verify(self, name: str, password: str) -> bool | None:
-        """True: signed in; False: wrong name or password; None: locked out after repeated failures."""
-        with self._mutex:
-            count, since = self._failures.get(name, (0, 0.0))
-            if count >= MAX_FAILURES and self._clock() - since < LOCK_S:
-                return None
+    def verify(self, name: str, password: str) -> bool:
+        """Whether the name and password match an account: one scrypt hash either way (slow: call
+        it off the event loop, and only for an attempt the sign-in limits admitted and counted)."""
         account = self.all().get(name)
-        ok = check_password(password, account.password_hash if account else _DUMMY) and account is not None
-        with self._mutex:
-            if ok:
-                self._failures.pop(name, None)
-            else:
-                count, since = self._failures.get(name, (0, 0.0))
-                if count >= MAX_FAILURES:  # the lock ran out: start counting again
-                    count = 0
-                self._failures[name] = (count + 1, self._clock())
-        return ok
+        return check_password(password, account.password_hash if account else _DUMMY) and account is not None
 
     def _write(self, accounts: dict[str, Account]) -> None:
         doc = {

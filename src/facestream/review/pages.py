@@ -28,7 +28,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "unavailable": ("error", "Your decision could not be sent (Kafka unavailable); nothing was recorded."),
     "signed-out": ("ok", "You are signed out."),
     "bad-login": ("error", "Wrong account name or password."),
-    "locked": ("error", "Too many failed sign-ins for this account; try again in a few minutes."),
+    "locked": ("error", "Too many sign-in attempts from here; wait a few minutes, then try again."),
     "no-role": ("error", "This account does not hold the reviewer role; ask an operator."),
     "expired-form": ("error", "The form expired; please try again."),
 }

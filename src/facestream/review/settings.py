@@ -6,9 +6,10 @@ names start with `review_` because each becomes a flag of the same name.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facestream.transport.topics import DAY_MS
@@ -48,6 +49,48 @@ class ReviewSettings(BaseSettings):
         description="mark the session cookie Secure (HTTPS only; browsers also accept it on "
         "http://localhost); turn off only behind a TLS-terminating proxy that rewrites cookies",
     )
+    review_signin_window_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="sign-in attempts are counted over this sliding window; an allowance comes back as "
+        "attempts age out of it (no lock)",
+    )
+    review_signin_per_account_client: int = Field(
+        5, ge=1, le=1000, description="wrong passwords one client may try on one account per window"
+    )
+    review_signin_per_client: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="wrong passwords one client may try per window, all account names together",
+    )
+    review_signin_per_account: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description="wrong passwords on one account from all clients per window, beyond which each "
+        "client gets one try on it per window (slows a distributed guesser, never locks the reviewer out)",
+    )
+    review_trusted_proxies: str = Field(
+        "",
+        max_length=4096,
+        description="comma-separated addresses or networks (CIDR) of the reverse proxies in front of "
+        "the web app: only from these are X-Forwarded-For and X-Forwarded-Proto believed; empty: the "
+        "client is the connection's address and the headers are ignored",
+    )
+    review_behind_tls: bool = Field(
+        False,
+        description="browsers reach the web app over HTTPS through a TLS-terminating proxy: send "
+        "Strict-Transport-Security (sent anyway on a request that arrived over TLS, or that a "
+        "trusted proxy marks X-Forwarded-Proto: https)",
+    )
+    review_hsts_max_age_s: int = Field(
+        31_536_000,
+        ge=0,
+        le=63_072_000,
+        description="max-age of Strict-Transport-Security when it is sent (0: never send it)",
+    )
     review_session_idle_s: float = Field(
         1800.0, gt=0, le=86_400, description="a reviewer session idle this long is signed out"
     )
@@ -63,3 +106,23 @@ class ReviewSettings(BaseSettings):
     review_data_dir: Path | None = Field(
         None, description="faust's local data directory; default facestream-review under the temp dir"
     )
+
+    @field_validator("review_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        """Refuse a typo at start-up rather than silently trusting nobody (or everybody)."""
+        proxy_networks(value)
+        return value
+
+
+def proxy_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The networks of --review-trusted-proxies; ValueError on anything that is not an address or CIDR."""
+    out = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"not an address or network: {part!r}") from None
+    return tuple(out)

@@ -9,18 +9,26 @@ checked on every request (roles.json), so withdrawing it takes effect at once.
 Sessions: random tokens in an HttpOnly, SameSite=Strict cookie (Secure unless configured
 off); a per-session CSRF token on every POST (form field, or the X-CSRF-Token header for the
 API); the sign-in form has its own double-submit token. Responses are never cached
-(`Cache-Control: no-store`) and carry a strict Content-Security-Policy; images are served
-only to signed-in reviewers and only while the candidate is pending.
+(`Cache-Control: no-store`) and carry a strict Content-Security-Policy (and
+Strict-Transport-Security when browsers reach the app over HTTPS); images are served only to
+signed-in reviewers and only while the candidate is pending.
+
+Sign-in attempts are limited per (account, client), per client and per account (limits.py),
+each attempt counted before its password hash runs. The client is the connection's address,
+or, only when the connection comes from a configured trusted proxy, the address that proxy
+put in X-Forwarded-For (IPv6 clients are grouped by /64: one host holds a whole /64).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Literal
 
 from aiohttp import web
@@ -32,9 +40,11 @@ from facestream.review import pages
 from facestream.review.accounts import ReviewerAccounts
 from facestream.review.app import ReviewApp, RoleCheck, now_ms
 from facestream.review.decisions import CandidateReview, DecisionRefused
+from facestream.review.limits import Refused, SignInLimiter, SignInLimits
 from facestream.review.messages import CANDIDATE_ID, VERDICTS, Decision, Verdict
 from facestream.review.photos import EnrolledPhotos
 from facestream.review.sessions import Session, Sessions, csrf_ok
+from facestream.review.settings import ReviewSettings, proxy_networks
 from facestream.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -54,6 +64,32 @@ SECURITY_HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Network = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class WebPolicy:
+    """Who a client is, how often it may try to sign in, and whether browsers must keep to HTTPS."""
+
+    limits: SignInLimits = field(default_factory=SignInLimits)
+    trusted_proxies: tuple[Network, ...] = ()
+    """Only a connection from these may say who the client is (X-Forwarded-For) and that it used TLS."""
+    behind_tls: bool = False
+    hsts_max_age_s: int = 31_536_000
+
+    @classmethod
+    def from_settings(cls, review: ReviewSettings) -> WebPolicy:
+        return cls(
+            limits=SignInLimits(
+                per_account_client=review.review_signin_per_account_client,
+                per_client=review.review_signin_per_client,
+                per_account=review.review_signin_per_account,
+                window_s=review.review_signin_window_s,
+            ),
+            trusted_proxies=proxy_networks(review.review_trusted_proxies),
+            behind_tls=review.review_behind_tls,
+            hsts_max_age_s=review.review_hsts_max_age_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +103,7 @@ class WebContext:
     authorisations: AuthorisationStore
     photos: EnrolledPhotos
     cookie_secure: bool
+    policy: WebPolicy = field(default_factory=WebPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +117,13 @@ class SignedIn:
 
 
 CTX = web.AppKey("ctx", WebContext)
+LIMITER = web.AppKey("limiter", SignInLimiter)
 
 
 def build_web(ctx: WebContext) -> web.Application:
     app = web.Application(middlewares=[_headers], client_max_size=64 * 1024)
     app[CTX] = ctx
+    app[LIMITER] = SignInLimiter(ctx.policy.limits)
     app.add_routes(
         [
             web.get("/static/review.css", _css),
@@ -107,15 +146,92 @@ def build_web(ctx: WebContext) -> web.Application:
 
 @web.middleware
 async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    headers = dict(SECURITY_HEADERS)
+    policy = _ctx(request).policy
+    if policy.hsts_max_age_s > 0 and _over_tls(request, policy):
+        headers["Strict-Transport-Security"] = f"max-age={policy.hsts_max_age_s}"
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects and refusals carry the headers too
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             exc.headers.setdefault(name, value)
         raise
-    for name, value in SECURITY_HEADERS.items():
+    for name, value in headers.items():
         response.headers.setdefault(name, value)
     return response
+
+
+# -- who the client is -----------------------------------------------------------------------
+
+_warned_untrusted_forward: list[str] = []
+
+
+def _address(text: str | None) -> IPv4Address | IPv6Address | None:
+    """An address as a peer or a proxy writes it; some proxies add a port (1.2.3.4:5, [::1]:5)."""
+    text = (text or "").strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPv4Address | IPv6Address | None, policy: WebPolicy) -> bool:
+    return address is not None and any(address in net for net in policy.trusted_proxies)
+
+
+def _forwarded(request: web.Request, name: str) -> list[str]:
+    """Every comma-separated value of a header, over all its occurrences, left to right."""
+    return [part.strip() for value in request.headers.getall(name, []) for part in value.split(",")]
+
+
+def client_address(request: web.Request, policy: WebPolicy) -> IPv4Address | IPv6Address | None:
+    """The connection's address; when that is a trusted proxy, the first address walking X-Forwarded-For
+    from the right (the end the proxies append to) that is not a trusted proxy itself. Whatever a
+    client writes further left is never read; without trusted proxies the header is ignored."""
+    address = _address(request.remote)  # the transport's peer: aiohttp reads no header for this
+    if not _trusted(address, policy):
+        if "X-Forwarded-For" in request.headers and not _warned_untrusted_forward:
+            _warned_untrusted_forward.append(str(address))
+            log.warning(
+                "review web: X-Forwarded-For from %s ignored (not a trusted proxy); if a proxy of yours "
+                "sends it, list it in --review-trusted-proxies, or all its clients share one sign-in "
+                "allowance",
+                address,
+            )
+        return address
+    for hop in reversed(_forwarded(request, "X-Forwarded-For")):
+        forwarded = _address(hop)
+        if forwarded is None:  # not written by a proxy: keep the last hop we could vouch for
+            return address
+        address = forwarded
+        if not _trusted(address, policy):
+            return address
+    return address
+
+
+def client_key(request: web.Request, policy: WebPolicy) -> str:
+    """What sign-in limits count by: an IPv4 address, or the /64 of an IPv6 one."""
+    address = client_address(request, policy)
+    if address is None:
+        return f"peer:{request.remote or 'unknown'}"[:80]
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _over_tls(request: web.Request, policy: WebPolicy) -> bool:
+    """Whether the browser is on HTTPS: configured so, TLS on this connection, or a trusted proxy says so."""
+    if policy.behind_tls or request.secure:
+        return True
+    proto = _forwarded(request, "X-Forwarded-Proto")
+    return bool(proto) and proto[-1].lower() == "https" and _trusted(_address(request.remote), policy)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -265,6 +381,24 @@ def _login_page(request: web.Request, message: str | None, name: str = "", statu
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    token: str | None
+    """a new session's cookie token, when signed in"""
+    refused: str | None = None
+    """why not: bad-login, locked (too many attempts) or no-role"""
+    limited: Refused | None = None
+
+    @property
+    def status(self) -> int:
+        return {"no-role": 403, "locked": 429}.get(self.refused or "", 401)
+
+    def answer(self, response: web.Response) -> web.Response:
+        if self.limited is not None:
+            response.headers["Retry-After"] = self.limited.retry_after_header
+        return response
+
+
 async def _login(request: web.Request) -> web.Response:
     form = await request.post()
     token, submitted = request.cookies.get(LOGIN_COOKIE), _form_text(form, "csrf")
@@ -273,36 +407,44 @@ async def _login(request: web.Request) -> web.Response:
     name, password = _form_text(form, "name"), _form_text(form, "password")
     if name is None or password is None:
         return _login_page(request, "bad-login", status=400)
-    token, refused = await _sign_in(request, name.strip(), password)
-    if token is None:
-        status = 403 if refused == "no-role" else 401
-        return _login_page(request, refused, name.strip()[:64], status)
+    result = await _sign_in(request, name.strip(), password)
+    if result.token is None:
+        return result.answer(_login_page(request, result.refused, name.strip()[:64], result.status))
     response = web.HTTPSeeOther("/")
-    _set_session_cookie(response, request, token)
+    _set_session_cookie(response, request, result.token)
     response.del_cookie(LOGIN_COOKIE, path="/")
     raise response
 
 
-async def _sign_in(request: web.Request, name: str, password: str) -> tuple[str | None, str | None]:
-    """(a new session's cookie token, None), or (None, why not: bad-login, locked or no-role)."""
+async def _sign_in(request: web.Request, name: str, password: str) -> SignInResult:
+    """Check the limits and count the attempt (one step, before any await: concurrent attempts cannot
+    all pass), then run the password hash; a right password is forgiven its count. `failed` and
+    `ok` in facestream_review_signins_total are hashes that ran; `locked`, attempts refused before."""
     ctx = _ctx(request)
-    ok = await asyncio.to_thread(ctx.accounts.verify, name, password)  # scrypt: off the loop
-    if ok is None:
+    client = client_key(request, ctx.policy)
+    attempt = request.app[LIMITER].attempt(name, client)
+    if isinstance(attempt, Refused):
         metrics.REVIEW_SIGNINS.labels("locked").inc()
-        return None, "locked"
+        log.warning(
+            "review web: sign-in for %r from %s refused (%s limit; again in %.0f s)",
+            name[:64], client, attempt.reason, attempt.retry_after_s,
+        )  # fmt: skip
+        return SignInResult(None, "locked", attempt)
+    ok = await asyncio.to_thread(ctx.accounts.verify, name, password)  # scrypt: off the loop
     if not ok:
         metrics.REVIEW_SIGNINS.labels("failed").inc()
-        log.warning("review web: failed sign-in for %r from %s", name[:64], request.remote)
-        return None, "bad-login"
+        log.warning("review web: failed sign-in for %r from %s", name[:64], client)
+        return SignInResult(None, "bad-login")
+    request.app[LIMITER].forgive(attempt)
     try:
         ctx.role_of(name)
     except (PermissionDenied, ConfigError):
         metrics.REVIEW_SIGNINS.labels("failed").inc()
-        return None, "no-role"
+        return SignInResult(None, "no-role")
     token, _ = ctx.sessions.start(name)
     metrics.REVIEW_SIGNINS.labels("ok").inc()
-    log.info("review web: %s signed in from %s", name, request.remote)
-    return token, None
+    log.info("review web: %s signed in from %s", name, client)
+    return SignInResult(token)
 
 
 async def _logout(request: web.Request) -> web.Response:
@@ -448,13 +590,12 @@ async def _api_login(request: web.Request) -> web.Response:
     if fields is None:
         return _api_error(LOGIN_JSON, 400)
     name, password = fields[0].strip(), fields[1]
-    token, refused = await _sign_in(request, name, password)
-    session = _ctx(request).sessions.get(token)
-    if token is None or session is None:
-        code = refused or "bad-login"
-        return _api_error(pages.MESSAGES[code][1], 403 if code == "no-role" else 401)
+    result = await _sign_in(request, name, password)
+    session = _ctx(request).sessions.get(result.token)
+    if result.token is None or session is None:
+        return result.answer(_api_error(pages.MESSAGES[result.refused or "bad-login"][1], result.status))
     response = _json({"reviewer": name, "csrf": session.csrf})
-    _set_session_cookie(response, request, token)
+    _set_session_cookie(response, request, result.token)
     return response
 
 
