@@ -1,21 +1,21 @@
-"""Enrollment through the real path (detector, landmarks, gates, embedder, Milvus Lite)."""
+"""Enrollment through the real path (detector, landmarks, gates, embedder, Milvus Lite); the tests of
+what enrollment writes to the gallery run on the real Milvus server (HNSW) too."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from facestream.errors import EnrollmentRefused
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import Gallery
-from facestream.settings import GallerySettings, MatcherSettings
+from facestream.settings import MatcherSettings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
-from tests.fixtures.media import read, real_faces
+from tests.fixtures.media import read, vector_of
+from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend
 
 THRESHOLD = MatcherSettings().match_threshold
 
@@ -26,10 +26,14 @@ def gallery_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def gallery(gallery_dir: Path, embedder: FaceEmbedder) -> Iterator[Gallery]:
+def lite_gallery_dir(gallery_dir: Path) -> Path:
+    return gallery_dir
+
+
+@pytest.fixture
+def gallery(gallery_backend: GalleryBackend, embedder: FaceEmbedder) -> Iterator[Gallery]:
     """A fresh collection per test; one Milvus Lite directory per module keeps it quick."""
-    settings = GallerySettings(gallery=str(gallery_dir), collection=f"t{uuid.uuid4().hex}")
-    store = Gallery(settings, dim=embedder.dim)
+    store = Gallery(gallery_backend.settings(), dim=embedder.dim)
     yield store
     store.close()
 
@@ -39,11 +43,7 @@ def enroller(finder: FaceFinder, embedder: FaceEmbedder, gallery: Gallery) -> En
     return Enroller(finder, embedder, gallery, gallery.settings)
 
 
-def vector_of(finder: FaceFinder, embedder: FaceEmbedder, photo: Path) -> np.ndarray:
-    (face,) = real_faces(finder, photo)
-    return embedder.embed(face.aligned[None])
-
-
+@BOTH_BACKENDS
 def test_biden_2_enrolls_only_the_real_face(
     enroller: Enroller, gallery: Gallery, finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path
 ) -> None:
@@ -95,6 +95,7 @@ def test_one_bad_photo_refuses_the_whole_request(
     assert gallery.entries() == []
 
 
+@BOTH_BACKENDS
 def test_several_photos_per_identity(enroller: Enroller, gallery: Gallery, faces_dir: Path) -> None:
     photos = [faces_dir / "enroll" / "obama_1.jpg", faces_dir / "enroll" / "obama_2.jpg"]
     result = enroller.enroll("obama", photos)
@@ -103,6 +104,7 @@ def test_several_photos_per_identity(enroller: Enroller, gallery: Gallery, faces
     assert sorted(e.entry_id for e in gallery.entries_of("obama")) == sorted(ids)
 
 
+@BOTH_BACKENDS
 def test_re_enrolling_the_same_photo_is_idempotent(
     enroller: Enroller, gallery: Gallery, faces_dir: Path
 ) -> None:
@@ -125,6 +127,7 @@ def test_a_bad_identity_name_is_refused(
     assert gallery.entries() == []
 
 
+@BOTH_BACKENDS
 def test_an_apostrophe_is_a_valid_name_and_survives_the_filter(
     enroller: Enroller, gallery: Gallery, faces_dir: Path
 ) -> None:

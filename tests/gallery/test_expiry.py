@@ -1,4 +1,5 @@
-"""The gallery filter: an entry past its valid_until_ms never matches."""
+"""The gallery filter: an entry past its valid_until_ms never matches (Milvus Lite, and the real
+server searching an HNSW index)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import numpy as np
 
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import Gallery
-from facestream.settings import GallerySettings, MatcherSettings
+from facestream.settings import MatcherSettings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.media import real_faces
+from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend
 
 VALID_UNTIL_MS = 1_900_000_000_000
 
 
+@BOTH_BACKENDS
 def test_an_expired_entry_never_matches(
-    finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, tmp_path: Path
+    finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, gallery_backend: GalleryBackend
 ) -> None:
-    settings = GallerySettings(gallery=str(tmp_path / "gallery"))
+    settings = gallery_backend.settings()
     gallery = Gallery(settings, dim=embedder.dim)
     try:
         enroller = Enroller(finder, embedder, gallery, settings)
@@ -49,10 +52,11 @@ def test_an_expired_entry_never_matches(
         gallery.close()
 
 
+@BOTH_BACKENDS
 def test_vectors_of_another_model_never_match(
-    finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, tmp_path: Path
+    finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, gallery_backend: GalleryBackend
 ) -> None:
-    settings = GallerySettings(gallery=str(tmp_path / "gallery"))
+    settings = gallery_backend.settings()
     gallery = Gallery(settings, dim=embedder.dim)
     try:
         Enroller(finder, embedder, gallery, settings).enroll("obama", [faces_dir / "enroll" / "obama_1.jpg"])

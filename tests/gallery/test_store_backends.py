@@ -1,0 +1,242 @@
+"""The gallery store holds the same on Milvus Lite and on a real Milvus server (HNSW): what is
+written is searched, listed and counted at once, and what is removed is gone at once from all
+three. On the server that took settling every write (store.py: a Bounded search just after a
+delete still found the deleted entry, and the collection's row count never dropped)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from pymilvus import MilvusClient
+
+from facestream.gallery.enroll import Enroller
+from facestream.gallery.store import FOREVER_MS, Gallery, GalleryEntry
+from facestream.settings import MatcherSettings
+from facestream.vision.embedder import FaceEmbedder
+from facestream.vision.faces import FaceFinder
+from tests.fixtures.media import vector_of
+from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend
+
+THRESHOLD = MatcherSettings().match_threshold
+WANTED, MISSING = "AUTH-WANTED", "AUTH-MISSING"
+
+
+@pytest.fixture
+def gallery(gallery_backend: GalleryBackend, embedder: FaceEmbedder) -> Iterator[Gallery]:
+    store = Gallery(gallery_backend.settings(), dim=embedder.dim)
+    yield store
+    store.close()
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Photos of the enrolled people that were not enrolled themselves."""
+
+    obama: npt.NDArray[np.float32]
+    biden: npt.NDArray[np.float32]
+    rose: npt.NDArray[np.float32]
+
+
+@pytest.fixture(scope="module")
+def probes(finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path) -> Probes:
+    return Probes(
+        obama=vector_of(finder, embedder, faces_dir / "probe" / "obama.jpg"),
+        biden=vector_of(finder, embedder, faces_dir / "enroll" / "biden_2.jpg"),
+        rose=vector_of(finder, embedder, faces_dir / "enroll" / "rose_leslie_2.jpg"),
+    )
+
+
+def found(
+    gallery: Gallery,
+    vector: npt.NDArray[np.float32],
+    model_id: str,
+    authorisation_ids: Sequence[str] | None = None,
+) -> list[str]:
+    """The identities a face matches now."""
+    (hits,) = gallery.search(
+        vector, model_id=model_id, threshold=THRESHOLD, top_k=3, authorisation_ids=authorisation_ids
+    )
+    return sorted({h.identity for h in hits})
+
+
+@BOTH_BACKENDS
+def test_enrolled_entries_are_found_and_removed_ones_are_gone_at_once(
+    gallery: Gallery, finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, probes: Probes
+) -> None:
+    enroller = Enroller(finder, embedder, gallery, gallery.settings)
+    enroll = faces_dir / "enroll"
+    enroller.enroll("obama", [enroll / "obama_1.jpg", enroll / "obama_2.jpg"], authorisation_id=WANTED)
+    enroller.enroll("biden", [enroll / "biden_1.jpg"], authorisation_id=MISSING)
+    enroller.enroll("rose_leslie", [enroll / "rose_leslie_1.jpg"], authorisation_id=MISSING)
+    model = embedder.model_id
+
+    assert gallery.count() == 4
+    assert [e.identity for e in gallery.entries()] == ["biden", "obama", "obama", "rose_leslie"]
+    assert [e.identity for e in gallery.entries_of_authorisation(WANTED)] == ["obama", "obama"]
+    assert found(gallery, probes.obama, model) == ["obama"]
+    assert found(gallery, probes.obama, model, authorisation_ids=[WANTED]) == ["obama"]
+    assert found(gallery, probes.obama, model, authorisation_ids=[MISSING]) == []
+    assert found(gallery, probes.rose, model) == ["rose_leslie"]
+
+    assert gallery.remove_identity("rose_leslie") == 1
+    assert found(gallery, probes.rose, model) == []
+    assert gallery.count() == 3
+    assert [e.identity for e in gallery.entries_of_authorisation(MISSING)] == ["biden"]
+
+    assert gallery.remove_authorisation(WANTED) == 2
+    assert found(gallery, probes.obama, model) == []
+    assert gallery.entries_of_authorisation(WANTED) == []
+    assert gallery.count() == 1
+    assert found(gallery, probes.biden, model) == ["biden"]  # the other partition is still searched
+    assert gallery.remove_authorisation(WANTED) == 0
+
+    # An authorisation whose partition was dropped can hold entries again (a re-grant, a re-embed).
+    enroller.enroll("obama", [enroll / "obama_1.jpg"], authorisation_id=WANTED)
+    assert found(gallery, probes.obama, model, authorisation_ids=[WANTED]) == ["obama"]
+    assert gallery.count() == 2
+
+
+@BOTH_BACKENDS
+def test_remove_expired_erases_only_entries_whose_validity_has_ended(
+    gallery: Gallery, finder: FaceFinder, embedder: FaceEmbedder, faces_dir: Path, probes: Probes
+) -> None:
+    ends = int(time.time() * 1000) + 3_600_000
+    enroller = Enroller(finder, embedder, gallery, gallery.settings)
+    enroller.enroll("obama", [faces_dir / "enroll" / "obama_1.jpg"], valid_until_ms=ends)
+    enroller.enroll("biden", [faces_dir / "enroll" / "biden_1.jpg"])  # valid forever
+
+    assert gallery.remove_expired(ends - 1) == []
+    (gone,) = gallery.remove_expired(ends)
+    assert (gone.identity, gone.valid_until_ms) == ("obama", ends)
+    assert [e.identity for e in gallery.entries()] == ["biden"]
+    assert gallery.count() == 1
+    # removed, not only filtered: searched as of a time it was still valid, it is not there
+    (hits,) = gallery.search(probes.obama, model_id=embedder.model_id, threshold=THRESHOLD, top_k=3, now_ms=0)
+    assert hits == []
+    assert gallery.remove_expired(ends + 1) == []
+
+
+def synthetic_entries(
+    count: int, authorisation_id: str, valid_until_ms: int, prefix: str, model_id: str = "model-s"
+) -> list[GalleryEntry]:
+    """Entries of made-up people, for sizes no photo set reaches."""
+    return [
+        GalleryEntry(f"{prefix}{i}", f"{prefix}-{i}", authorisation_id, model_id, f"p{i}", 1, valid_until_ms)
+        for i in range(count)
+    ]
+
+
+@BOTH_BACKENDS
+def test_more_entries_than_one_query_returns_are_all_listed_and_expired(
+    gallery_backend: GalleryBackend,
+) -> None:
+    """A Milvus query stops at 16384 rows; the listing, and the purges built on it, must not."""
+    big, small = 16_400, 100
+    gallery = Gallery(gallery_backend.settings(), dim=8)
+    try:
+        vectors = np.random.default_rng(7).normal(size=(big + small, 8)).astype(np.float32)
+        gallery.add(synthetic_entries(big, "AUTH-BIG", 1_000, "b"), vectors[:big])
+        gallery.add(synthetic_entries(small, "AUTH-SMALL", FOREVER_MS, "s"), vectors[big:])
+
+        listed = gallery.entries()
+        assert len(listed) == len({e.entry_id for e in listed}) == big + small
+        assert gallery.count() == big + small
+        assert len(gallery.entries_of_authorisation("AUTH-BIG")) == big
+
+        assert len(gallery.remove_expired(now_ms=1_000)) == big
+        assert gallery.count() == small
+        assert {e.authorisation_id for e in gallery.entries()} == {"AUTH-SMALL"}
+    finally:
+        gallery.close()
+
+
+PARTITION_ROWS = 1100
+"""Milvus builds a segment's index only from 1024 rows; smaller segments are searched exactly."""
+
+
+def wait_until_searched_on_the_index(client: MilvusClient, collection: str, rows: int) -> None:
+    """Until every row sits in a sealed segment the query node has loaded with its index (the
+    handoff from the growing segment took ~15 s here after the flush)."""
+    deadline = time.monotonic() + 180
+    while True:
+        loaded = client.list_loaded_segments(collection)
+        if sum(s.num_rows for s in loaded if s.index_name == "vector") >= rows:
+            return
+        assert time.monotonic() < deadline, f"segments never loaded with their index: {loaded}"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gallery_backend", ["server"], indirect=True)
+def test_the_server_searches_its_hnsw_index_through_the_filter(
+    gallery_backend: GalleryBackend,
+    finder: FaceFinder,
+    embedder: FaceEmbedder,
+    faces_dir: Path,
+    probes: Probes,
+) -> None:
+    """Each authorisation gets a partition of PARTITION_ROWS entries written at once, so every
+    search below runs on HNSW graphs, with the model, validity and authorisation filter applied
+    inside them. Exact copies of Obama's enrolled vector under another model, an ended validity
+    and another authorisation sit in those graphs, and only the filter keeps them out."""
+    model, now = embedder.model_id, int(time.time() * 1000)
+    settings = gallery_backend.settings(hnsw_m=8, hnsw_ef_construction=64, search_ef=32)
+    gallery = Gallery(settings, dim=embedder.dim)
+    client = MilvusClient(uri=gallery_backend.location)
+    try:
+        enroll = faces_dir / "enroll"
+        obama_1 = vector_of(finder, embedder, enroll / "obama_1.jpg")
+        obama_2 = vector_of(finder, embedder, enroll / "obama_2.jpg")
+        biden = vector_of(finder, embedder, enroll / "biden_1.jpg")
+        noise = np.random.default_rng(11).normal(size=(2 * PARTITION_ROWS, embedder.dim)).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+
+        def entry(entry_id: str, auth: str, model_id: str = model, until: int = FOREVER_MS) -> GalleryEntry:
+            return GalleryEntry(entry_id, entry_id.split("-")[0], auth, model_id, entry_id, now, until)
+
+        wanted = [
+            entry("obama-1", WANTED),
+            entry("obama-2", WANTED),
+            entry("copy-other-model", WANTED, model_id="another-model@000000000000"),
+            entry("copy-ended", WANTED, until=now),
+        ]
+        missing = [entry("biden-1", MISSING), entry("copy-missing", MISSING)]
+        fill_w, fill_m = PARTITION_ROWS - len(wanted), PARTITION_ROWS - len(missing)
+        gallery.add(
+            wanted + synthetic_entries(fill_w, WANTED, FOREVER_MS, "w", model),
+            np.concatenate([obama_1, obama_2, obama_1, obama_1, noise[:fill_w]]),
+        )
+        gallery.add(
+            missing + synthetic_entries(fill_m, MISSING, FOREVER_MS, "m", model),
+            np.concatenate([biden, obama_1, noise[fill_w : fill_w + fill_m]]),
+        )
+        index = client.describe_index(gallery.collection, "vector")
+        assert (index["index_type"], int(index["M"]), int(index["efConstruction"])) == ("HNSW", 8, 64)
+        wait_until_searched_on_the_index(client, gallery.collection, 2 * PARTITION_ROWS)
+
+        def entry_ids(top_k: int, at_ms: int, authorisation_ids: list[str] | None) -> list[str]:
+            (hits,) = gallery.search(
+                probes.obama,
+                model_id=model,
+                threshold=THRESHOLD,
+                top_k=top_k,
+                now_ms=at_ms,
+                authorisation_ids=authorisation_ids,
+            )
+            return sorted(h.entry_id for h in hits)
+
+        assert entry_ids(3, now, [WANTED]) == ["obama-1", "obama-2"]
+        assert entry_ids(3, now, None) == ["copy-missing", "obama-1", "obama-2"]
+        assert entry_ids(3, now - 1, [WANTED]) == ["copy-ended", "obama-1", "obama-2"]  # still valid then
+        assert entry_ids(100, now, [WANTED]) == ["obama-1", "obama-2"]  # top_k above search_ef: ef raised
+        assert found(gallery, probes.biden, model, authorisation_ids=[MISSING]) == ["biden"]
+        assert found(gallery, probes.biden, model, authorisation_ids=[WANTED]) == []
+    finally:
+        client.close()
+        gallery.close()
