@@ -16,6 +16,7 @@ from facestream.camera.sources import Captured, SnapshotFolder, StillImage, Vide
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 from facestream.sample import make_camera_video
+from tests.camera.stills import flat_png
 
 START = 1_700_000_000_000
 NATIVE_FPS = 10.0
@@ -128,6 +129,13 @@ def test_cancel_ends_a_paced_read_at_once(video: Path) -> None:
     source.close()
 
 
+def test_a_video_whose_frames_are_over_the_pixel_limit_is_refused_at_open(video: Path) -> None:
+    spec = CameraSpec(camera_id="file-cam", url=str(video), fps=5)
+    with pytest.raises(CameraError, match=r"160x120 frames are over the limit of 19,199 pixels"):
+        open_source(spec, default_fps=2, max_pixels=160 * 120 - 1).open()
+    assert len(read_all(VideoFile(spec, 5, max_pixels=160 * 120))) == 15  # at the limit: read whole
+
+
 def test_a_missing_video_is_a_camera_error(tmp_path: Path) -> None:
     spec = CameraSpec(camera_id="gone", url=str(tmp_path / "nothing.mp4"))
     with pytest.raises(CameraError, match="cannot open video"):
@@ -204,6 +212,18 @@ def test_a_snapshot_still_being_written_is_taken_only_once_complete(tmp_path: Pa
     path.write_bytes(whole)
     os.utime(path, ns=((START + 10) * 1_000_000, (START + 10) * 1_000_000))
     assert grey(source.read()) == 200
+
+
+def test_a_snapshot_over_the_pixel_limit_is_skipped_undecoded(tmp_path: Path) -> None:
+    snapshot(tmp_path, "small.jpg", 60, START)
+    big = tmp_path / "big.png"
+    big.write_bytes(flat_png(30000, 30000))  # 2.7 GB if it were decoded
+    os.utime(big, ns=((START + 1000) * 1_000_000, (START + 1000) * 1_000_000))
+    spec = CameraSpec(camera_id="snap", url=str(tmp_path), fps=10)
+    source = open_source(spec, default_fps=2, stall_timeout_s=0.5)
+    source.open()
+    first = source.read()
+    assert grey(first) == 60 and first is not None and first.captured_at_ms == START
 
 
 def test_a_missing_folder_is_a_camera_error(tmp_path: Path) -> None:

@@ -8,7 +8,13 @@ episode. The gallery is built once for the module (`facestream gallery enroll` p
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,9 @@ from typing import Any
 import pytest
 
 from facestream.settings import MatcherSettings, ModelSettings
+from tests.camera.stills import flat_png
 from tests.fixtures.media import (
+    LOG_RECORD,
     RESOLUTIONS,
     RETURN_GAP_S,
     SCENE_PEOPLE,
@@ -223,3 +231,143 @@ def test_a_broken_source_fails_alone_and_loses_nothing(
     assert result.returncode == 1
     assert of(candidates(result), obama) == ["obama"]
     assert str(broken) in result.stderr
+
+
+# -- bounded memory for any input ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float
+    """The identify process's peak resident memory (or that of a child it waited for, if larger)."""
+
+
+def measured(*args: str, model_dir: Path, out: Path, timeout_s: float = 300) -> Measured:
+    """`facestream ARGS` in its own process, reaped with wait4 to read that process's own peak RSS.
+
+    RUSAGE_CHILDREN would mix in every process this test session has run before; wait4 gives
+    the usage of exactly this child.
+    """
+    script = Path(sys.executable).with_name("facestream")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "facestream"]
+    env = {**os.environ, "FACESTREAM_MODEL_DIR": str(model_dir), "FACESTREAM_MODEL_EXECUTION_PROVIDER": "cpu"}
+    stdout, stderr = out / "stdout.txt", out / "stderr.txt"
+    with stdout.open("w") as o, stderr.open("w") as e:
+        process = subprocess.Popen([*command, *args], stdout=o, stderr=e, env=env)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            os.kill(process.pid, signal.SIGKILL)
+            os.wait4(process.pid, 0)
+            process.returncode = -9
+            pytest.fail(f"facestream {' '.join(args)} ran past {timeout_s}s")
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(process.returncode, stdout.read_text(), stderr.read_text(), usage.ru_maxrss / 1024)
+
+
+def errors(stderr: str) -> list[str]:
+    """The messages of the ERROR records identify logged."""
+    return [
+        LOG_RECORD.sub("", line) for line in stderr.splitlines() if " ERROR facestream.identify: " in line
+    ]
+
+
+def test_stills_over_the_pixel_limit_are_refused_undecoded_in_bounded_memory(
+    faces_dir: Path, gallery: str, tmp_path: Path, models: Path
+) -> None:
+    """Three 30000x30000 PNGs (2.7 GB each decoded, 150 KB each on disk) beside a good photo."""
+    huge = flat_png(30000, 30000)
+    bombs = [tmp_path / f"bomb_{n}.png" for n in range(3)]
+    for bomb in bombs:
+        bomb.write_bytes(huge)
+    obama = faces_dir / "probe" / "obama.jpg"
+    run = measured(
+        "identify", "--gallery", gallery, *map(str, bombs), str(obama), model_dir=models, out=tmp_path
+    )
+    assert run.returncode == 1
+    assert errors(run.stderr) == [
+        f"source {bomb}: 30000x30000 is over the limit of 40,000,000 pixels; refused undecoded"
+        for bomb in bombs
+    ]
+    assert of(candidates(subprocess.CompletedProcess([], 1, run.stdout, "")), obama) == ["obama"]
+    assert non_log_lines(run.stderr) == []
+    assert run.peak_rss_mb < 1536, f"peak RSS {run.peak_rss_mb:.0f} MB"
+
+
+def test_stills_go_through_one_at_a_time(gallery: str, tmp_path: Path, models: Path) -> None:
+    """Twelve stills just under the limit (38.5 MP, 115 MB each decoded): all decoded up front
+    they would hold 1.4 GB; one at a time, the run stays under 1 GB."""
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    still = flat_png(7000, 5500)
+    for n in range(12):
+        (folder / f"{n:02d}.png").write_bytes(still)
+    run = measured("identify", "--gallery", gallery, str(folder), model_dir=models, out=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert errors(run.stderr) == [] and non_log_lines(run.stderr) == []
+    assert run.stdout == ""  # white pictures: nobody in them
+    assert run.peak_rss_mb < 1024, f"peak RSS {run.peak_rss_mb:.0f} MB"
+
+
+def test_a_folder_without_images_is_one_line_and_exit_2(gallery: str, tmp_path: Path, models: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for n in range(1000):
+        (folder / f"{n:04d}.txt").write_text("not a picture")
+    result = facestream("identify", "--gallery", gallery, str(folder), model_dir=models)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert non_log_lines(result.stderr) == [
+        f"facestream: error: source {folder}: no images in this folder (.bmp .jpeg .jpg .png .webp)"
+    ]
+
+
+def test_a_folder_of_unreadable_images_is_one_line_and_exit_1(
+    gallery: str, tmp_path: Path, models: Path
+) -> None:
+    folder = tmp_path / "fakes"
+    folder.mkdir()
+    for n in range(1000):
+        (folder / f"{n:04d}.jpg").write_text("not a JPEG at all")
+    result = facestream("identify", "--gallery", gallery, str(folder), model_dir=models)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert errors(result.stderr) == [
+        f"source {folder}: no usable image, all 1000 failed; the first: {folder / '0000.jpg'}: "
+        "not a readable image: no JPEG, PNG, BMP or WebP header"
+    ]
+    assert non_log_lines(result.stderr) == []  # nor any noise from the image libraries
+
+
+def test_good_stills_among_bad_ones_are_still_identified_and_the_bad_summarised(
+    faces_dir: Path, gallery: str, tmp_path: Path, models: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(faces_dir / "probe" / "obama.jpg", folder / "obama.jpg")
+    shutil.copy(faces_dir / "probe" / "alex_lacamoire.jpg", folder / "zz_alex_lacamoire.jpg")
+    (folder / "a_huge.png").write_bytes(flat_png(30000, 30000))
+    for n in range(20):
+        (folder / f"bad_{n:02d}.jpg").write_bytes(b"\xff\xd8 cut short")
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    result = facestream("identify", "--gallery", gallery, str(folder), str(video), model_dir=models)
+    assert result.returncode == 1
+    found = candidates(result)
+    assert of(found, folder / "obama.jpg") == ["obama"]
+    assert of(found, folder / "zz_alex_lacamoire.jpg") == ["alex_lacamoire"]  # after every bad one
+    bad = "not a readable image: no frame header found (truncated or corrupt JPEG)"
+    too_large = "30000x30000 is over the limit of 40,000,000 pixels; refused undecoded"
+    assert errors(result.stderr) == [
+        f"source {folder / 'a_huge.png'}: {too_large}",
+        *(f"source {folder / f'bad_{n:02d}.jpg'}: {bad}" for n in range(4)),
+        f"source {folder}: 16 more of its 23 images failed",
+        f"source {video}: cannot open video",
+    ]

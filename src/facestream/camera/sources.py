@@ -8,7 +8,13 @@ Every source does its own sampling, because what "the next frame" means differs:
   frames; the sampler takes that newest frame at each fps tick. MJPEG over HTTP is read
   by facestream's own reader (camera/mjpeg.py), everything else by FFmpeg;
 - a snapshot folder (a camera that drops JPEGs into a directory) yields its newest image;
-- a still image yields itself once.
+- a still image yields itself once; opening it reads only its header, so a still too large
+  to decode is refused before any pixel is allocated, and holding many stills open costs
+  nothing until each is read.
+
+Every source refuses frames over `max_pixels` (default MAX_FRAME_PIXELS) undecoded where the
+format allows it (stills, MJPEG, snapshots) and at open where only the container says the size
+(video files and FFmpeg streams), so one hostile input cannot take the process's memory.
 
 `cancel()` (from another thread) makes a blocked `read()` return None promptly, so
 stopping a camera never waits out a stall timeout.
@@ -16,6 +22,7 @@ stopping a camera never waits out a stall timeout.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import time
@@ -30,11 +37,11 @@ import numpy.typing as npt
 from facestream.camera.mjpeg import MjpegReader, open_mjpeg
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, secrets_of
 from facestream.errors import CameraError, InvalidMessage
-from facestream.imaging import decode_jpeg
+from facestream.imaging import decode_image, decode_jpeg, image_dimensions
 
 Image = npt.NDArray[np.uint8]
 MAX_FRAME_PIXELS = 40_000_000
-"""A live frame claiming more pixels than this is refused undecoded (a decompression bomb)."""
+"""A frame or still claiming more pixels than this is refused undecoded (a decompression bomb)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +59,10 @@ class FrameSource(ABC):
 
     live: bool = False
 
-    def __init__(self, spec: CameraSpec, fps: float) -> None:
+    def __init__(self, spec: CameraSpec, fps: float, *, max_pixels: int = MAX_FRAME_PIXELS) -> None:
         self.spec = spec
         self.fps = fps
+        self.max_pixels = max_pixels
         self._cancelled = threading.Event()
 
     @abstractmethod
@@ -85,13 +93,38 @@ class FrameSource(ABC):
             detail = detail.replace(secret, "***")
         return CameraError(f"{self.spec.redacted_url}: {detail}")
 
+    def _check_video_size(self, capture: cv2.VideoCapture) -> None:
+        """Refuse a video whose container claims frames over `max_pixels`, before any is decoded.
+
+        Codecs such as PNG or MJPEG in a MOV/AVI have no practical size limit, and FFmpeg
+        allocates every frame in full. A size the container does not report (0) is let through.
+        """
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > self.max_pixels:
+            capture.release()
+            raise self._error(f"{width}x{height} frames are over the limit of {self.max_pixels:,} pixels")
+
 
 class StillImage(FrameSource):
+    """An image file, yielded once with its modification time.
+
+    `open()` reads only the header (and refuses what is unreadable or over `max_pixels`);
+    `read()` decodes, and the source keeps no pixels afterwards, so any number of stills can
+    wait their turn in a run without memory growing with their count or size.
+    """
+
     def open(self) -> None:
         path = Path(self.spec.url)
-        self._image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if self._image is None:
-            raise self._error("not a readable image")
+        with self._mapped(path) as data:
+            try:
+                width, height = image_dimensions(data)
+            except InvalidMessage as exc:
+                raise self._error(f"not a readable image: {exc.detail}") from None
+        if width * height > self.max_pixels:
+            raise self._error(
+                f"{width}x{height} is over the limit of {self.max_pixels:,} pixels; refused undecoded"
+            )
         self._at = int(path.stat().st_mtime * 1000)
         self._done = False
 
@@ -99,7 +132,24 @@ class StillImage(FrameSource):
         if self._done or self._cancelled.is_set():
             return None
         self._done = True
-        return Captured(np.asarray(self._image, np.uint8), self._at)
+        with self._mapped(Path(self.spec.url)) as data:
+            try:
+                image = decode_image(data, max_pixels=self.max_pixels)
+            except InvalidMessage as exc:
+                raise self._error(exc.detail) from None
+        return Captured(image, self._at)
+
+    def _mapped(self, path: Path) -> mmap.mmap:
+        """The file mapped read-only: the header check touches a page or two, not the whole file."""
+        try:
+            if not path.is_file():
+                raise self._error("not a readable image: not a regular file")
+            with path.open("rb") as f:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            raise self._error("not a readable image: empty file") from None
+        except OSError as exc:
+            raise self._error(f"cannot read: {exc.strerror}") from None
 
 
 class VideoFile(FrameSource):
@@ -110,8 +160,16 @@ class VideoFile(FrameSource):
     `loop`, media time keeps running across restarts, and so do the capture times.
     """
 
-    def __init__(self, spec: CameraSpec, fps: float, *, realtime: bool = False, loop: bool = False) -> None:
-        super().__init__(spec, fps)
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, max_pixels=max_pixels)
         self._realtime = realtime
         self._loop = loop
         self._capture: cv2.VideoCapture | None = None
@@ -129,6 +187,7 @@ class VideoFile(FrameSource):
         capture = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG)
         if not capture.isOpened():
             raise self._error("cannot open video")
+        self._check_video_size(capture)
         return capture
 
     def read(self) -> Captured | None:
@@ -172,8 +231,15 @@ class LiveStream(FrameSource):
 
     live = True
 
-    def __init__(self, spec: CameraSpec, fps: float, *, stall_timeout_s: float = 10.0) -> None:
-        super().__init__(spec, fps)
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        stall_timeout_s: float = 10.0,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, max_pixels=max_pixels)
         self._stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
         self._latest: tuple[int, int, Image | bytes] | None = None  # (sequence, captured_at_ms, frame)
@@ -223,6 +289,7 @@ class LiveStream(FrameSource):
         if not capture.isOpened():
             capture.release()
             raise self._error("cannot connect")
+        self._check_video_size(capture)
         return capture
 
     def _grab_loop(
@@ -284,7 +351,7 @@ class LiveStream(FrameSource):
         if not isinstance(frame, bytes):
             return frame
         try:
-            return decode_jpeg(frame, max_pixels=MAX_FRAME_PIXELS)
+            return decode_jpeg(frame, max_pixels=self.max_pixels)
         except InvalidMessage:
             self.undecodable += 1
             return None
@@ -310,8 +377,15 @@ class SnapshotFolder(FrameSource):
 
     live = True
 
-    def __init__(self, spec: CameraSpec, fps: float, *, stall_timeout_s: float = 10.0) -> None:
-        super().__init__(spec, fps)
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        stall_timeout_s: float = 10.0,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, max_pixels=max_pixels)
         self._stall_timeout_s = stall_timeout_s
         self._last_mtime_ns = -1
 
@@ -356,9 +430,10 @@ class SnapshotFolder(FrameSource):
                 continue
             if path.suffix.lower() in (".jpg", ".jpeg") and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
                 return None  # still being written: take it on a later tick
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if image is not None:
-                return mtime_ns, np.asarray(image, np.uint8)
+            try:
+                return mtime_ns, decode_image(data, max_pixels=self.max_pixels)
+            except InvalidMessage:
+                continue  # unreadable, or too large to decode: the next older one
         return None
 
 
@@ -372,15 +447,16 @@ def open_source(
     realtime_files: bool = False,
     loop_files: bool = False,
     stall_timeout_s: float = 10.0,
+    max_pixels: int = MAX_FRAME_PIXELS,
 ) -> FrameSource:
-    """The source type is decided by the URL: scheme, then what the path is."""
+    """The source type is decided by the URL: scheme, then what the path is. Nothing is opened."""
     fps = spec.fps or default_fps
     url = spec.url
     if url.lower().startswith(LIVE_SCHEMES):
-        return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s)
+        return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
     path = Path(url)
     if path.is_dir():
-        return SnapshotFolder(spec, fps, stall_timeout_s=stall_timeout_s)
+        return SnapshotFolder(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return StillImage(spec, fps)
-    return VideoFile(spec, fps, realtime=realtime_files, loop=loop_files)
+        return StillImage(spec, fps, max_pixels=max_pixels)
+    return VideoFile(spec, fps, realtime=realtime_files, loop=loop_files, max_pixels=max_pixels)

@@ -5,6 +5,11 @@ each frame's time and in scope for its camera (sources are in zone `--zone`, def
 "default") can match, and nothing matches under a suspension rule. Each candidate is audited
 (`candidate.open`) and the run as a whole (`identify.run`: sources, cameras, period,
 authorisations checked, counts). Faces that match nothing leave no trace.
+
+Memory stays bounded whatever the input: a still is refused from its header when it claims
+more than `--max-frame-pixels`, and files and stills go through the pipeline one at a time
+(runtime/embedded.py). A source that cannot be read is reported and the others go on; the
+exit status is then 1.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facestream.accountability.roles import add_actor_flag
 from facestream.accountability.settings import AccountabilitySettings
+from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec
 from facestream.cliargs import add_settings, describe, settings_from
 from facestream.commands.output import candidate_json, emit
 from facestream.errors import ConfigError
@@ -29,7 +36,13 @@ from facestream.settings import (
     SamplerSettings,
 )
 
+if TYPE_CHECKING:
+    from facestream.runtime.embedded import SourceFailure
+
 log = logging.getLogger("facestream.identify")
+
+FAILURES_SHOWN_PER_FOLDER = 5
+"""Failed images of one folder reported by name; the rest are counted in one line."""
 
 
 def _zone(text: str) -> str:
@@ -81,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from facestream.accountability.session import audit_for, open_gallery, state_dir_from
     from facestream.accountability.zones import CameraZones
     from facestream.camera.sampler import FrameEncoder
-    from facestream.camera.spec import CameraSpec
-    from facestream.runtime.embedded import EmbeddedPipeline, SourceFailure, identify, specs_for
+    from facestream.runtime.embedded import EmbeddedPipeline, identify, specs_for
     from facestream.stages.detect import DetectStage
     from facestream.stages.embed import EmbedStage
     from facestream.stages.match import MatchStage
@@ -95,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     model_s = settings_from(args, ModelSettings)
     embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
     for source in args.sources:
-        if "://" not in source and not Path(source).exists():
-            raise ConfigError(f"source {source}: no such file or folder")
+        check_source(source)
     if "://" not in gallery_s.gallery and not (Path(gallery_s.gallery) / "milvus.db").exists():
         raise ConfigError(f"gallery {gallery_s.gallery}: not found; enroll someone first")
     state_dir = state_dir_from(args)
@@ -130,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             default_fps=sampler_s.fps,
             encoder=FrameEncoder(sampler_s.jpeg_quality, sampler_s.max_frame_width),
             failures=failures,
+            max_pixels=detector_s.max_frame_pixels,
         ):
             audit.append(
                 actor=actor,
@@ -165,6 +177,65 @@ def run(args: argparse.Namespace) -> int:
                 "candidates": candidates,
             },
         )
-    for failure in failures:
-        log.error("source %s: %s", failure.source, failure.reason)
+    for line in failure_report(args.sources, specs, failures):
+        log.error("%s", line)
     return 1 if failures else 0
+
+
+def check_source(source: str) -> None:
+    """A SOURCE that names nothing to read is a bad argument (exit 2), found before any work."""
+    if "://" in source:
+        return
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"source {source}: no such file or folder")
+    if path.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        raise ConfigError(f"source {source}: no images in this folder ({' '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+def failure_report(
+    sources: Sequence[str], specs: Sequence[CameraSpec], failures: Sequence[SourceFailure]
+) -> list[str]:
+    """One line per failed SOURCE argument; a folder's failures are summarised.
+
+    A file or stream named on the command line gets its own line: the list is as long as
+    what the user typed. A folder can hold thousands of stills, and a thousand like lines
+    bury the one that matters and say no more than a count does, so a folder gets:
+    - one line when none of its images was usable (the folder itself is likely the mistake),
+      with the first failure as an example;
+    - otherwise its first FAILURES_SHOWN_PER_FOLDER failed images by name (enough to see
+      the reasons and find the files), then one line counting the rest.
+    """
+    failed: dict[str, list[SourceFailure]] = {}
+    for failure in failures:
+        failed.setdefault(failure.source, []).append(failure)
+    lines: list[str] = []
+    for source in dict.fromkeys(sources):
+        folder = Path(source)
+        if "://" in source or not folder.is_dir():
+            lines += [_line(f) for f in failed.pop(source, [])]
+            continue
+        members = list(dict.fromkeys(s.redacted_url for s in specs if Path(s.url).parent == folder))
+        bad = [failed.pop(url)[0] for url in members if url in failed]
+        if not bad:
+            continue
+        if len(bad) == len(members):
+            lines.append(
+                f"source {source}: no usable image, all {len(members)} failed; the first: {_reason(bad[0])}"
+            )
+            continue
+        lines += [_line(f) for f in bad[:FAILURES_SHOWN_PER_FOLDER]]
+        if len(bad) > FAILURES_SHOWN_PER_FOLDER:
+            rest = len(bad) - FAILURES_SHOWN_PER_FOLDER
+            lines.append(f"source {source}: {rest} more of its {len(members)} images failed")
+    lines += [_line(f) for rest in failed.values() for f in rest]  # none expected: nothing is lost
+    return lines
+
+
+def _line(failure: SourceFailure) -> str:
+    return f"source {_reason(failure)}"
+
+
+def _reason(failure: SourceFailure) -> str:
+    """`URL: reason`, the URL once (camera errors already start with it)."""
+    return f"{failure.source}: {failure.reason.removeprefix(f'{failure.source}: ')}"

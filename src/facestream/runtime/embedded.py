@@ -2,20 +2,23 @@
 
 It runs exactly the stage objects and `StageRunner` the Kafka services run; only the
 transport differs. The loop is single-threaded and deterministic: read one frame from
-each source in turn, then step every stage until its input topic is drained.
+each source in turn, then step every stage until its input topic is drained. Live streams
+all run at once (they do not wait); files and stills run one after another, so memory
+stays bounded whatever the number of sources.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facestream import codec
 from facestream.camera.sampler import FrameEncoder
-from facestream.camera.sources import FrameSource, open_source
+from facestream.camera.sources import MAX_FRAME_PIXELS, FrameSource, open_source
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, camera_id_for
 from facestream.errors import CameraError
 from facestream.messages import Candidate, Frame
@@ -119,34 +122,67 @@ def identify(
     default_fps: float,
     encoder: FrameEncoder,
     failures: list[SourceFailure],
+    max_pixels: int = MAX_FRAME_PIXELS,
 ) -> Iterator[Candidate]:
-    """Run every source to its end, yielding candidates as they open."""
-    active: list[tuple[CameraSpec, FrameSource]] = []
-    for spec in specs:
-        source = open_source(spec, default_fps=default_fps)
+    """Run every source to its end, yielding candidates as they open.
+
+    Live streams are opened first and read side by side, one frame each in turn. Files and
+    stills are finite: they take one turn slot between them, each opened only when the one
+    before has ended, so at most one video is open and one still decoded at any time, and a
+    folder of thousands of stills costs no more memory than one. A source that cannot be
+    opened or read is recorded in `failures`; the others go on.
+    """
+    sources = [(spec, open_source(spec, default_fps=default_fps, max_pixels=max_pixels)) for spec in specs]
+
+    def opened(spec: CameraSpec, source: FrameSource) -> bool:
         try:
             source.open()
         except CameraError as exc:
             failures.append(SourceFailure(spec.redacted_url, str(exc)))
-            continue
-        active.append((spec, source))
+            return False
+        return True
+
+    live = [(spec, source) for spec, source in sources if source.live and opened(spec, source)]
+    finite = deque((spec, source) for spec, source in sources if not source.live)
+    current: tuple[CameraSpec, FrameSource] | None = None
     try:
-        while active:
-            still_running = []
-            for spec, source in active:
-                try:
-                    captured = source.read()
-                except CameraError as exc:
-                    failures.append(SourceFailure(spec.redacted_url, str(exc)))
-                    source.close()
-                    continue
-                if captured is None:
-                    source.close()
-                    continue
-                pipeline.feed(encoder.frame(spec, captured))
-                still_running.append((spec, source))
-                yield from pipeline.drain()
-            active = still_running
+        while True:
+            while current is None and finite:
+                spec, source = finite.popleft()
+                current = (spec, source) if opened(spec, source) else None
+            if current is not None and not (yield from _turn(pipeline, encoder, failures, *current)):
+                current = None
+                continue  # the next file takes the slot in this same round
+            still_live = []
+            for spec, source in live:
+                if (yield from _turn(pipeline, encoder, failures, spec, source)):
+                    still_live.append((spec, source))
+            live = still_live
+            if not live and current is None and not finite:
+                return
     finally:
-        for _, source in active:
+        for _, source in [*live, *([current] if current is not None else [])]:
             source.close()
+
+
+def _turn(
+    pipeline: EmbeddedPipeline,
+    encoder: FrameEncoder,
+    failures: list[SourceFailure],
+    spec: CameraSpec,
+    source: FrameSource,
+) -> Generator[Candidate, None, bool]:
+    """One frame of one source through every stage; False (and the source closed) once it has ended."""
+    try:
+        captured = source.read()
+    except CameraError as exc:
+        failures.append(SourceFailure(spec.redacted_url, str(exc)))
+        source.close()
+        return False
+    if captured is None:
+        source.close()
+        return False
+    pipeline.feed(encoder.frame(spec, captured))
+    del captured  # the decoded image is not kept while the stages run
+    yield from pipeline.drain()
+    return True
