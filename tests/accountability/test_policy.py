@@ -1,5 +1,6 @@
 """The match policy, through the real MatchStage and a real Milvus Lite gallery with real face vectors:
-no match without an authorisation in force and in scope; suspension rules switch matching off."""
+no match without an authorisation in force and in scope; suspension rules switch matching off.
+Revocation is checked on the real Milvus server (HNSW) too."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from facestream.accountability.zones import CameraZones
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import Gallery
 from facestream.messages import BBox, Embedding, FrameRef, Quality
-from facestream.settings import GallerySettings
 from facestream.stages.match import MatchStage
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
+from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend
 
 T0 = 1_900_000_000_000
 """'Now' in these tests (2030); every clock below is relative to it."""
@@ -93,10 +94,12 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, finder: FaceFinder, embedder: FaceEmbedder) -> Iterator[World]:
-    settings = GallerySettings(gallery=str(tmp_path / "gallery"))
+def world(
+    tmp_path: Path, finder: FaceFinder, embedder: FaceEmbedder, gallery_backend: GalleryBackend
+) -> Iterator[World]:
+    settings = gallery_backend.settings()
     gallery = Gallery(settings, dim=embedder.dim)
-    state = tmp_path / "gallery"
+    state = tmp_path / "state"
     clock_s = [T0 / 1000]
     store, rules = AuthorisationStore(state), RuleStore(state)
     policy = AccountablePolicy(store, rules, CameraZones(ZONES), clock=lambda: clock_s[0])
@@ -162,6 +165,7 @@ def _embedding(world: World, vector: npt.NDArray[np.float32]) -> Embedding:
     )
 
 
+@BOTH_BACKENDS
 def test_revocation_stops_matching_at_the_next_batch(
     world: World, faces_dir: Path, probe_vectors: dict[str, npt.NDArray[np.float32]]
 ) -> None:

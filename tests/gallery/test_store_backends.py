@@ -188,7 +188,7 @@ def test_the_server_searches_its_hnsw_index_through_the_filter(
     model, now = embedder.model_id, int(time.time() * 1000)
     settings = gallery_backend.settings(hnsw_m=8, hnsw_ef_construction=64, search_ef=32)
     gallery = Gallery(settings, dim=embedder.dim)
-    client = MilvusClient(uri=gallery_backend.location)
+    client = gallery_backend.client()
     try:
         enroll = faces_dir / "enroll"
         obama_1 = vector_of(finder, embedder, enroll / "obama_1.jpg")
@@ -240,3 +240,23 @@ def test_the_server_searches_its_hnsw_index_through_the_filter(
     finally:
         client.close()
         gallery.close()
+
+
+@BOTH_BACKENDS
+def test_a_released_collection_is_loaded_again_by_the_next_search(
+    gallery: Gallery, gallery_backend: GalleryBackend, probes: Probes, embedder: FaceEmbedder
+) -> None:
+    """A released collection cannot be searched (a server restart, or an operator rebuilding the
+    index, releases it); the gallery loads it and asks again. Milvus 2.3 says "collection not
+    loaded" where Lite says "call load()"."""
+    gallery.add(
+        [GalleryEntry("obama-probe", "obama", WANTED, embedder.model_id, "p", 1, FOREVER_MS)], probes.obama
+    )
+    operator = gallery_backend.client()
+    try:
+        operator.release_collection(gallery.collection)
+        assert str(operator.get_load_state(gallery.collection)["state"]) == "NotLoad"
+        assert found(gallery, probes.obama, embedder.model_id) == ["obama"]
+        assert str(operator.get_load_state(gallery.collection)["state"]) == "Loaded"
+    finally:
+        operator.close()

@@ -1,5 +1,7 @@
 """The matcher while its gallery (a real Milvus server process) is killed, frozen, or in the way
-of a shutdown.
+of a shutdown. The gallery is `milvus-lite server`; the kill is also run against a real Milvus
+standalone server with an HNSW index, which after a restart reloads its collections by itself
+(searches answer "collection not loaded" meanwhile, ~30 s here).
 
 - Killed: the matcher stops consuming and commits nothing while the gallery is down, says why
   (`facestream_gallery_up` 0 and a log line), and resumes by itself when it is back: 0 lost.
@@ -20,21 +22,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from facestream import codec
-from facestream.imaging import encode_jpeg
-from facestream.messages import Embedding, Frame, FrameRef
-from facestream.settings import DetectorSettings, KafkaSettings, ModelSettings
-from facestream.stages.detect import DetectStage
-from facestream.stages.embed import EmbedStage
+from facestream.messages import Embedding, FrameRef
+from facestream.settings import KafkaSettings, ModelSettings
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaProducer
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.kafka import committed_offsets, end_offsets, read_topic
+from tests.fixtures.media import embedding_of
+from tests.fixtures.milvus import MilvusStandalone
 from tests.fixtures.reliability import MilvusServer
 from tests.integration.processes import ServiceProcess, Services, cli, kafka_args, services, wait_until
 
@@ -46,7 +45,8 @@ T0 = 1_790_000_000_000
 @dataclasses.dataclass
 class World:
     settings: KafkaSettings
-    milvus: MilvusServer
+    milvus: MilvusServer | MilvusStandalone
+    index_flags: list[str]
     state_dir: Path
     tmp_path: Path
     obama: Embedding
@@ -62,7 +62,7 @@ class World:
     def start_matcher(self, running: Services, *extra: str) -> ServiceProcess:
         matcher = running.start(
             "matcher", *kafka_args(self.settings), "--metrics-port", "0", "--replica-id", "matcher-0",
-            "--gallery", self.milvus.uri, "--state-dir", str(self.state_dir),
+            "--gallery", self.milvus.uri, *self.index_flags, "--state-dir", str(self.state_dir),
             "--episodes-data-dir", str(self.tmp_path / "faust"), *extra,
         )  # fmt: skip
         matcher.wait_ready(120)
@@ -91,10 +91,18 @@ class World:
         return {p: e for p, e in end_offsets(self.settings, self.embeddings_topic).items() if e > 0}
 
 
+@pytest.fixture(params=["milvus-lite"])
+def gallery_server(request: pytest.FixtureRequest) -> tuple[MilvusServer | MilvusStandalone, list[str]]:
+    """`milvus-lite server` (FLAT), or, as "standalone", a real Milvus server of this test (HNSW)."""
+    if request.param == "standalone":
+        return request.getfixturevalue("milvus_standalone_factory")(), ["--index-type", "HNSW"]
+    return request.getfixturevalue("milvus_server"), []
+
+
 @pytest.fixture
 def world(
     kafka_topics: KafkaSettings,
-    milvus_server: MilvusServer,
+    gallery_server: tuple[MilvusServer | MilvusStandalone, list[str]],
     model_settings: ModelSettings,
     finder: FaceFinder,
     embedder: FaceEmbedder,
@@ -102,27 +110,18 @@ def world(
     tmp_path: Path,
 ) -> Iterator[World]:
     """Obama enrolled in a Milvus server gallery; an embedding of another photo of him."""
+    milvus, index_flags = gallery_server
     state_dir = tmp_path / "state"
-    common = ["--gallery", milvus_server.uri, "--state-dir", str(state_dir), "--actor", "pytest"]
+    common = ["--gallery", milvus.uri, *index_flags, "--state-dir", str(state_dir), "--actor", "pytest"]
     grant = "--case REL-2 --basis test --purpose wanted --issued-by pytest --valid-from 2000-01-01T00:00:00Z"
     granted = cli("authorisation", "grant", *common, *grant.split(), "--valid-until", "2099-01-01T00:00:00Z")
     photos = [str(p) for p in sorted((faces_dir / "enroll").glob("obama_*.jpg"))]
     cli("gallery", "enroll", *common, "--identity", "obama", "--authorisation", json.loads(granted)["id"],
         "--model-dir", str(model_settings.model_dir), *photos)  # fmt: skip
-
-    image = np.asarray(cv2.imread(str(faces_dir / "probe" / "obama.jpg")), np.uint8)
-    frame = Frame(
-        FrameRef("gate", f"gate@{T0}", T0, "test"), image.shape[1], image.shape[0], encode_jpeg(image, 90)
+    obama = embedding_of(
+        finder, embedder, faces_dir / "probe" / "obama.jpg", FrameRef("gate", f"gate@{T0}", T0, "test")
     )
-    detector = DetectorSettings()
-    faces = DetectStage(
-        finder, max_frame_pixels=detector.max_frame_pixels, thumbnail_px=detector.thumbnail_px
-    )
-    found = faces.process([frame])[0]
-    assert isinstance(found, list) and len(found) == 1
-    embedded = EmbedStage(embedder).process(found)[0]
-    assert isinstance(embedded, list)
-    yield World(kafka_topics, milvus_server, state_dir, tmp_path, embedded[0])
+    yield World(kafka_topics, milvus, index_flags, state_dir, tmp_path, obama)
 
 
 def healthz(proc: ServiceProcess) -> int:
@@ -134,6 +133,7 @@ def healthz(proc: ServiceProcess) -> int:
         return int(exc.code)
 
 
+@pytest.mark.parametrize("gallery_server", ["milvus-lite", "standalone"], indirect=True)
 def test_milvus_down_pauses_the_matcher_commits_nothing_and_it_resumes_losing_nothing(world: World) -> None:
     with services(world.tmp_path) as running:
         matcher = world.start_matcher(running)
@@ -157,7 +157,7 @@ def test_milvus_down_pauses_the_matcher_commits_nothing_and_it_resumes_losing_no
         assert world.hit_frames(3) == set(before)
 
         world.milvus.start()
-        wait_until(lambda: world.committed() == world.ends(), 90, "the rest consumed", matcher)
+        wait_until(lambda: world.committed() == world.ends(), 240, "the rest consumed", matcher)
         assert world.hit_frames(11) == set(before) | set(during)  # 0 lost
         hits = read_topic(world.settings, world.settings.topic_prefix + topics.HITS, 11)
         assert len(hits) == 11  # ... and none twice

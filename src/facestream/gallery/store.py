@@ -59,6 +59,9 @@ _QUERY_LIMIT = 16384
 _STRONG = "Strong"
 """A read that waits until the server has applied every write made before it (about 200 ms on a
 2.3 server, against ~6 ms Bounded): for listing, counting and settling, never for matching."""
+_NOT_LOADED = ("call load()", "collection not loaded")
+"""How Milvus Lite and a 2.3 server say a collection is released."""
+_LOAD_WAIT_S = 10.0
 _SAFE = re.compile(r"^[A-Za-z0-9_.@:\-]*$")
 
 
@@ -176,10 +179,12 @@ class Gallery:
                 try:
                     return fn(*args, **kwargs)
                 except MilvusException as exc:
-                    if "call load()" not in str(exc):
+                    if not any(says in str(exc) for says in _NOT_LOADED):
                         raise
-                    # A restarted Milvus server has the collection released: load it, ask again.
-                    self._client.load_collection(self.collection)
+                    # A released collection (an operator rebuilding its index, a restarted server):
+                    # load it, ask again. The wait is bounded: a 2.3 server reloads what was loaded
+                    # by itself after a restart (~30 s), and the runner retries the batch meanwhile.
+                    self._client.load_collection(self.collection, timeout=_LOAD_WAIT_S)
                     return fn(*args, **kwargs)
         except MilvusException as exc:
             raise GalleryUnavailable(f"Milvus call {getattr(fn, '__name__', fn)} failed: {exc}") from exc
