@@ -148,6 +148,13 @@ class DetectorSettings(BaseSettings):
         40_000_000, ge=1, description="frames larger than this go to the DLQ undecoded"
     )
     thumbnail_px: int = Field(128, ge=32, le=512, description="height of the reviewer's face thumbnail")
+    max_future_skew_s: float = Field(
+        300.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="frames dated more than this ahead of the detector's clock go to the DLQ "
+        "(reason future_timestamp); past times are accepted (replayed files); 0: no limit",
+    )
 
 
 class EmbedderSettings(BaseSettings):

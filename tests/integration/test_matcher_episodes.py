@@ -1,5 +1,6 @@
-"""The matcher process: episodes survive a restart (faust table from its changelog), and
-SIGTERM exits 0 with both of its consumer groups committed."""
+"""The matcher process: episodes survive a restart (faust table from its changelog), no hit's
+timestamp hides another's candidate, and SIGTERM exits 0 with both of its consumer groups
+committed."""
 
 from __future__ import annotations
 
@@ -43,10 +44,10 @@ def publish(settings: KafkaSettings, hits: Sequence[Hit], embeddings: Sequence[E
     producer.flush(15)
 
 
-def candidates(settings: KafkaSettings, count: int) -> list[Candidate]:
+def candidates(settings: KafkaSettings, count: int, timeout_s: float = 60) -> list[Candidate]:
     return [
         codec.MATCHES.decode(e.value)
-        for e in read_topic(settings, settings.topic_prefix + topics.MATCHES, count)
+        for e in read_topic(settings, settings.topic_prefix + topics.MATCHES, count, timeout_s)
     ]
 
 
@@ -116,6 +117,44 @@ def test_restart_mid_episode_recovers_the_episode_from_the_changelog(
         assert {c.candidate_id for c in after} >= {first[0].candidate_id}
         assert running.started[1].terminate() == 0
         assert_all_committed(settings)
+
+
+def test_no_record_time_hides_a_candidate_across_a_restart(
+    kafka_topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Issue 12: a hit dated 2096 (written straight onto `hits`, past any detector), a far-past
+    one and one ahead of the genuine hits each open an episode of their own; the genuine hits
+    still open theirs, and replays of all of them, after a restart, open nothing."""
+    settings = kafka_topics
+    year_2096, jan_1970 = 4_000_000_000_000, 86_400_000
+    with services(tmp_path) as running:
+        start_matcher(running, settings, tmp_path)
+        publish(settings, [hit("cam-1", t) for t in (year_2096, T0, T0 + 1000, T0 + 200_000)])
+        first = candidates(settings, 3, timeout_s=180)  # the last hit's: every hit before it is applied
+        assert sorted(c.ref.captured_at_ms for c in first) == [T0, T0 + 200_000, year_2096]
+        assert running.started[0].terminate() == 0
+        assert_all_committed(settings)
+
+        replays = [hit("cam-1", t) for t in (year_2096, T0, T0 + 1000)]
+        publish(
+            settings,
+            [
+                *replays,
+                hit("cam-1", jan_1970),
+                hit("cam-1", T0 + 300_000),
+                hit("cam-1", T0 + 2000),  # the genuine episode of T0 goes on
+                hit("cam-1", T0 + 100_000),  # older than the hit before it, more than the gap
+            ],
+        )
+        start_matcher(running, settings, tmp_path)
+        after = candidates(settings, 6, timeout_s=180)
+        assert running.started[1].terminate() == 0
+        assert_all_committed(settings)
+
+    opened = sorted(c.ref.captured_at_ms for c in after)
+    assert opened == [jan_1970, T0, T0 + 100_000, T0 + 200_000, T0 + 300_000, year_2096]
+    assert len({c.candidate_id for c in after}) == 6
+    assert {c.candidate_id for c in first} <= {c.candidate_id for c in after}
 
 
 def test_matcher_without_its_topics_exits_2_with_one_line(

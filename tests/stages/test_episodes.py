@@ -1,11 +1,15 @@
-"""The episode tracker: one candidate per episode, and no repeat of a hit (redelivered, replayed)
-ever adds one; state of episodes long unseen is deleted."""
+"""The episode tracker: one candidate per episode, no repeat of a hit (redelivered, replayed)
+ever adds one, no record's timestamp (far future, far past, out of order) hides another hit;
+state of episodes long unseen is deleted."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from facestream.messages import Hit
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from facestream.messages import Candidate, Hit
 from facestream.stages.episodes import EpisodeStage, EpisodeTracker
 from tests.fixtures.clock import Clock
 from tests.fixtures.hits import make_hit
@@ -37,20 +41,101 @@ def test_an_unconfirmed_opening_comes_back_as_a_repeat_and_a_confirmed_one_not_a
     assert tracker.track(hit(T0 + 500)) is None  # the same episode goes on
 
 
-def test_an_old_hit_after_a_later_episode_opens_nothing() -> None:
-    """A file camera sampled again from its start replays the first episode after the second."""
+def test_a_replay_opens_nothing_and_a_late_hit_of_no_remembered_episode_opens_its_own() -> None:
+    """A file camera sampled again from its start replays the first episode after the second:
+    its hits carry their original times, so they fall in the episodes they were part of. A hit
+    at a time no remembered episode covers (a clock stepped back) is not a replay: it opens."""
     tracker = EpisodeTracker({}, gap_ms=GAP_MS)
     first = tracker.observe(hit(T0))
     tracker.observe(hit(T0 + 1_000))
     second = tracker.observe(hit(T0 + 20_000))
     assert first is not None and second is not None and first != second
 
-    replayed = [tracker.observe(hit(T0 + ms)) for ms in (0, 500, 1_000, 9_000)]
-
-    assert replayed == [None, None, None, None]
+    replayed = [tracker.observe(hit(T0 + ms)) for ms in (0, 1_000, 20_000)]
+    assert replayed == [None, None, None]
+    assert tracker.observe(hit(T0 + 500)) is None  # inside the first episode, after the second
     assert tracker.observe(hit(T0 + 21_000)) is None  # the later episode goes on
+
+    late = tracker.observe(hit(T0 + 9_000))
     third = tracker.observe(hit(T0 + 40_000))
-    assert third is not None and third.candidate_id not in {first.candidate_id, second.candidate_id}
+    assert late is not None and third is not None
+    assert len({c.candidate_id for c in (first, second, late, third)}) == 4
+
+
+def test_a_future_dated_record_hides_no_later_hit() -> None:
+    """The finding of issue 12: one hit dated 2096, then the person's genuine hits on that camera."""
+    future = 4_000_000_000_000  # 2096
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS)
+    assert tracker.observe(hit(future)) is not None
+
+    genuine = tracker.observe(hit(T0))
+    assert genuine is not None and genuine.ref.captured_at_ms == T0
+    assert tracker.observe(hit(T0 + 1_000)) is None  # the genuine episode goes on
+    later = tracker.observe(hit(T0 + 100_000))
+    assert later is not None and later.ref.captured_at_ms == T0 + 100_000
+
+
+def test_a_record_ahead_within_any_skew_window_hides_no_later_hit() -> None:
+    """Two minutes ahead passes a detector that allows five: the genuine hits that follow it,
+    more than the gap earlier, are an episode of their own."""
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS)
+    ahead = tracker.observe(hit(T0 + 120_000))
+    genuine = tracker.observe(hit(T0))
+    assert ahead is not None and genuine is not None and genuine.ref.captured_at_ms == T0
+
+
+def test_a_far_past_or_out_of_order_record_hides_no_later_hit() -> None:
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS)
+    genuine = tracker.observe(hit(T0))
+    far_past = tracker.observe(hit(86_400_000))  # 2 January 1970
+    out_of_order = tracker.observe(hit(T0 - 50_000))
+    assert genuine is not None and far_past is not None and out_of_order is not None
+
+    assert tracker.observe(hit(T0 + 2_000)) is None  # still the genuine episode
+    later = tracker.observe(hit(T0 + 60_000))
+    assert later is not None and later.ref.captured_at_ms == T0 + 60_000
+
+
+def test_beyond_its_limit_the_least_recently_seen_episode_is_forgotten() -> None:
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS, max_episodes=3)
+    opened = [tracker.observe(hit(T0 + s * 100_000)) for s in range(3)]  # episodes 0, 1, 2
+    assert None not in opened
+    assert tracker.observe(hit(T0 + 1_000)) is None  # episode 0 seen again: the most recent now
+    assert tracker.observe(hit(T0 + 300_000)) is not None  # a fourth: episode 1 is forgotten
+
+    assert tracker.observe(hit(T0)) is None  # kept
+    assert tracker.observe(hit(T0 + 200_000)) is None  # kept
+    reopened = tracker.observe(hit(T0 + 100_000))  # forgotten: a replay of it opens it again
+    assert reopened is not None and opened[1] is not None
+    assert reopened.candidate_id == opened[1].candidate_id  # under the same id, for consumers
+
+
+def test_an_episode_recorded_before_several_were_kept_goes_on() -> None:
+    """A changelog written by the previous version holds one episode per key at its top level."""
+    opening = hit(T0)
+    state: dict[str, Any] = {
+        opening.episode_key: {
+            "candidate_id": "c-old",
+            "opened_by": opening.hit_id,
+            "first_ms": T0,
+            "last_ms": T0 + 1_000,
+            "hits": 2,
+            "best_score": 0.8,
+            "emitted": False,
+            "opened_at_ms": 5_000,
+            "seen_at_ms": 5_000,
+            "partition": 2,
+        }
+    }
+    tracker = EpisodeTracker(state, gap_ms=GAP_MS, clock=Clock(10.0))
+
+    again = tracker.track(opening, partition=2)
+    assert again is not None and again.repeat and again.opened_at_ms == 5_000
+    tracker.confirm(opening)
+    assert tracker.track(opening, partition=2) is None
+    assert tracker.track(hit(T0 + 3_000), partition=2) is None  # within the gap of its last hit
+    assert tracker.track(hit(T0 + 60_000), partition=2) is not None
+    assert tracker.expire(seen_before_ms=20_000, partition=2) == 2 and state == {}
 
 
 def test_episodes_per_identity_and_camera() -> None:
@@ -80,3 +165,63 @@ def test_expire_deletes_only_episodes_unseen_long_enough_and_only_of_the_partiti
     assert sorted(k.split("\x1f")[1] for k in state) == ["b", "c"]
     assert tracker.expire(seen_before_ms=1_150_000) == 1  # b, any partition
     assert sorted(k.split("\x1f")[1] for k in state) == ["c"]
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+SPAN_MS = 600_000
+"""Plausible times: T0 to T0 + 10 minutes. Wild ones lie more than the gap outside."""
+KEYS = [("obama", "gate"), ("obama", "square"), ("biden", "gate")]
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+plausible_times = st.integers(0, SPAN_MS // 500).map(lambda n: T0 + 500 * n)  # a grid: near and equal times
+wild_times = st.one_of(
+    st.integers(-(2**62), T0 - GAP_MS - 1),
+    st.integers(T0 + SPAN_MS + GAP_MS + 1, 2**62),
+    st.sampled_from([0, 4_000_000_000_000, T0 - GAP_MS - 1, T0 + SPAN_MS + GAP_MS + 1]),
+)
+hit_sequences = st.lists(
+    st.tuples(st.sampled_from(KEYS), st.one_of(plausible_times, wild_times)), max_size=30
+).map(lambda drawn: [hit(at, camera=camera, identity=identity) for (identity, camera), at in drawn])
+
+
+def plausible(at_ms: int) -> bool:
+    return T0 <= at_ms <= T0 + SPAN_MS
+
+
+def observed(tracker: EpisodeTracker, hits: list[Hit]) -> list[Candidate | None]:
+    return [tracker.observe(h) for h in hits]
+
+
+@PROPERTY
+@given(hit_sequences)
+def test_a_hit_opens_an_episode_exactly_when_nothing_of_its_key_came_before_within_the_gap(
+    hits: list[Hit],
+) -> None:
+    """The whole rule, independent of order and of every other time: so a record far off
+    (future, past) can only silence hits within the gap of its own time."""
+    outcomes = observed(EpisodeTracker({}, gap_ms=GAP_MS), hits)
+
+    for i, (h, outcome) in enumerate(zip(hits, outcomes, strict=True)):
+        earlier_near = any(
+            e.episode_key == h.episode_key and abs(e.ref.captured_at_ms - h.ref.captured_at_ms) <= GAP_MS
+            for e in hits[:i]
+        )
+        assert (outcome is None) == earlier_near, (i, h.ref.captured_at_ms)
+        assert outcome is None or (outcome.ref == h.ref and outcome.identity == h.identity)
+
+
+@PROPERTY
+@given(hit_sequences)
+def test_wild_timestamps_change_nothing_for_the_plausible_hits_and_a_replay_adds_nothing(
+    hits: list[Hit],
+) -> None:
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS)
+    with_wild = [c for c in observed(tracker, hits) if c is not None]
+    sane = [h for h in hits if plausible(h.ref.captured_at_ms)]
+    alone = [c for c in observed(EpisodeTracker({}, gap_ms=GAP_MS), sane) if c is not None]
+
+    assert [c for c in with_wild if plausible(c.ref.captured_at_ms)] == alone
+    seen = {h.episode_key for h in sane}
+    assert {f"{c.identity}\x1f{c.ref.camera_id}" for c in alone} == seen  # every one gets a candidate
+    assert observed(tracker, hits) == [None] * len(hits)  # the same records again: nothing new

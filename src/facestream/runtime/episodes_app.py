@@ -15,7 +15,8 @@ A crash before 1 is durable leaves no trace: the candidate was not published, an
 redelivered hit opens it normally. A crash after 1 leaves an unconfirmed episode: the
 redelivered hit is a repeat, and the candidate is looked for in `matches` (from the time
 the episode was opened) and published only if it is not there. After 3, a repeat opens
-nothing. Hits older than the episode in progress (replays) never open one (stages/episodes.py).
+nothing. Replayed hits fall in the episodes the state remembers and open nothing; no hit's
+timestamp, however wrong, hides another's candidate (stages/episodes.py).
 
 faust itself may deliver a hit twice or skip one while it starts with a backlog (see
 offset_guard.py): a second table records the next offset to apply per partition, so

@@ -1,8 +1,9 @@
-"""frames → faces: decode, detect, align, apply the quality gates."""
+"""frames → faces: check the capture time, decode, detect, align, apply the quality gates."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from facestream.errors import InvalidMessage
 from facestream.imaging import decode_jpeg
@@ -11,19 +12,42 @@ from facestream.runtime import metrics
 from facestream.stages.base import each
 from facestream.vision.faces import FaceFinder, thumbnail_jpeg
 
+FUTURE_TIMESTAMP = "future_timestamp"
+"""DLQ reason of a frame dated further ahead of the detector's clock than `max_future_skew_s`."""
+
 
 class DetectStage:
+    """The first stage to read a frame, so the one that refuses a capture time from the future.
+
+    A frame dated more than `max_future_skew_s` ahead of the clock (a clock far off, a forged
+    record) is dead-lettered undecoded, not clamped: a made-up time would pass for the capture
+    time, and the original stays in the DLQ. Past times are accepted (replayed files). 0 is no
+    limit: the embedded mode stamps local files read faster than real time ahead of the clock.
+    docs/delivery.md, "Capture times".
+    """
+
     name = "detector"
 
-    def __init__(self, finder: FaceFinder, *, max_frame_pixels: int, thumbnail_px: int) -> None:
+    def __init__(
+        self,
+        finder: FaceFinder,
+        *,
+        max_frame_pixels: int,
+        thumbnail_px: int,
+        max_future_skew_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._finder = finder
         self._max_frame_pixels = max_frame_pixels
         self._thumbnail_px = thumbnail_px
+        self._max_future_skew_ms = max_future_skew_s * 1000
+        self._clock = clock
 
     def process(self, items: Sequence[Frame]) -> list[list[Face] | InvalidMessage]:
         return each(items, self.faces_in)
 
     def faces_in(self, frame: Frame) -> list[Face]:
+        self._check_time(frame)
         image = decode_jpeg(frame.jpeg, max_pixels=self._max_frame_pixels)
         faces: list[Face] = []
         for observation in self._finder.find(image):
@@ -43,3 +67,15 @@ class DetectStage:
                 )
             )
         return faces
+
+    def _check_time(self, frame: Frame) -> None:
+        if self._max_future_skew_ms <= 0:
+            return
+        ahead_ms = frame.ref.captured_at_ms - round(self._clock() * 1000)
+        if ahead_ms > self._max_future_skew_ms:
+            raise InvalidMessage(
+                FUTURE_TIMESTAMP,
+                f"captured_at_ms {frame.ref.captured_at_ms} is {ahead_ms / 1000:.0f} s ahead of the "
+                f"detector's clock; at most {self._max_future_skew_ms / 1000:g} s is allowed "
+                "(--max-future-skew-s)",
+            )

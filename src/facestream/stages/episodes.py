@@ -1,19 +1,23 @@
 """hits → candidates: one candidate per (identity, camera, episode), and each exactly once.
 
-An episode is an unbroken run of hits of one identity on one camera: a hit more than
-`gap_ms` (event time) after the last one starts a new episode. The logic is plain code over
-a `MutableMapping`, so the embedded mode passes a dict and the Kafka mode a faust Table
-(changelog-backed, so a restart keeps every open episode). faust has no in-memory broker,
-which is why the logic cannot live inside a faust agent.
+An episode is an unbroken run of hits of one identity on one camera: hits within `gap_ms`
+(event time) of each other. The logic is plain code over a `MutableMapping`, so the embedded
+mode passes a dict and the Kafka mode a faust Table (changelog-backed, so a restart keeps
+every open episode). faust has no in-memory broker, which is why the logic cannot live
+inside a faust agent.
 
-Redelivery and replays (a crash before the commit, a file camera started again) bring old
-hits back; none of them may add a candidate to `matches`:
-- the opening hit again: the state says whether its candidate was confirmed published
-  (`confirm`); if not, the caller is told it is a repeat and checks `matches` first;
-- a hit older than the episode in progress (by more than the gap) belongs to an episode
-  that is over: it is ignored, never the start of a new one;
-- a hit inside the episode in progress only extends it.
-Episodes not seen for a while are deleted (`expire`), so the state stays bounded.
+No record's timestamp may hide another hit. Times can be wrong (a camera clock far off, a
+forged record) and arrive out of order (a clock stepped back, a file camera replayed), so a
+hit is never judged by how it compares with the latest episode. The state remembers, per
+identity and camera, the episodes seen lately (up to MAX_EPISODES), each as the span of
+event time its hits cover, and a hit:
+- that opened one of them comes back as a repeat: the state says whether its candidate was
+  confirmed published (`confirm`); if not, the caller is told to check `matches` first;
+- within `gap_ms` of one of them belongs to it (the nearest) and extends it: a redelivered
+  or replayed hit carries its original time, so it falls in the episode it was part of;
+- anywhere else opens a new episode, whatever times came before it. A record dated 2096
+  opens an episode around 2096, far from every genuine hit.
+Episodes not seen for a while (wall clock) are deleted (`expire`), so the state stays bounded.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from facestream.runtime import metrics
 State = MutableMapping[str, Any]
 """episode key -> JSON-able dict; a faust Table with a json value serializer fits."""
 
+MAX_EPISODES = 32
+"""Episodes remembered per (identity, camera); beyond it the least recently seen is forgotten.
+A replay of a forgotten episode opens it again, so keep it above what a key sees in a time to live."""
+
 
 @dataclass(frozen=True, slots=True)
 class Opening:
@@ -43,11 +51,33 @@ class Opening:
     """Wall-clock time the episode was opened: its candidate, if published, is not older."""
 
 
+def _episodes(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The remembered episodes of a key, least recently seen first. A record written before
+    several were kept holds one episode at its top level."""
+    if record is None:
+        return []
+    if "episodes" in record:
+        return list(record["episodes"])
+    return [{k: v for k, v in record.items() if k != "partition"}]
+
+
+def _distance(episode: dict[str, Any], at: int) -> int:
+    return max(0, int(episode["first_ms"]) - at, at - int(episode["last_ms"]))
+
+
 class EpisodeTracker:
-    def __init__(self, state: State, *, gap_ms: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state: State,
+        *,
+        gap_ms: int,
+        clock: Callable[[], float] = time.time,
+        max_episodes: int = MAX_EPISODES,
+    ) -> None:
         self._state = state
         self._gap_ms = gap_ms
         self._clock = clock
+        self._max_episodes = max_episodes
 
     def observe(self, hit: Hit) -> Candidate | None:
         """The candidate to publish for this hit, or None; for callers that publish it in the
@@ -64,21 +94,21 @@ class EpisodeTracker:
         The opening is recorded before it is returned: the caller publishes the candidate,
         then calls `confirm`. A crash in between leaves the episode unconfirmed, and the
         redelivered opening hit comes back as a `repeat` with the same candidate id.
-        `partition` (of `hits`) is kept with the episode, for `expire`.
+        `partition` (of `hits`) is kept with the key, for `expire`.
         """
         key = hit.episode_key
         at = hit.ref.captured_at_ms
         now_ms = int(self._clock() * 1000)
-        episode = self._state.get(key)
-        if episode is not None and episode["opened_by"] == hit.hit_id:
-            if episode.get("emitted", True):
-                return None
-            return Opening(Candidate.open_episode(hit), True, int(episode.get("opened_at_ms", 0)))
-        if (
-            episode is not None
-            and episode["first_ms"] - self._gap_ms <= at <= episode["last_ms"] + self._gap_ms
-        ):
-            self._state[key] = {
+        episodes = _episodes(self._state.get(key))
+        for episode in episodes:
+            if episode["opened_by"] == hit.hit_id:
+                if episode.get("emitted", True):
+                    return None
+                return Opening(Candidate.open_episode(hit), True, int(episode.get("opened_at_ms", 0)))
+        near = [e for e in episodes if _distance(e, at) <= self._gap_ms]
+        if near:
+            episode = min(near, key=lambda e: _distance(e, at))
+            extended = {
                 **episode,
                 "first_ms": min(episode["first_ms"], at),
                 "last_ms": max(episode["last_ms"], at),
@@ -86,11 +116,10 @@ class EpisodeTracker:
                 "best_score": max(episode["best_score"], hit.score),
                 "seen_at_ms": now_ms,
             }
+            self._save(key, [e for e in episodes if e is not episode] + [extended], partition)
             return None
-        if episode is not None and at < episode["first_ms"]:
-            return None  # from an episode that is over: a replay, never a new episode
         candidate = Candidate.open_episode(hit)
-        self._state[key] = {
+        opened = {
             "candidate_id": candidate.candidate_id,
             "opened_by": hit.hit_id,
             "first_ms": at,
@@ -100,30 +129,41 @@ class EpisodeTracker:
             "emitted": False,
             "opened_at_ms": now_ms,
             "seen_at_ms": now_ms,
-            "partition": partition,
         }
+        self._save(key, [*episodes, opened][-self._max_episodes :], partition)
         return Opening(candidate, False, now_ms)
 
     def confirm(self, hit: Hit) -> None:
         """The candidate this hit opened is in `matches`: a repeat of the hit opens nothing."""
-        episode = self._state.get(hit.episode_key)
-        if episode is not None and episode["opened_by"] == hit.hit_id and not episode.get("emitted", True):
-            self._state[hit.episode_key] = {**episode, "emitted": True}
+        record = self._state.get(hit.episode_key)
+        episodes = _episodes(record)
+        for i, episode in enumerate(episodes):
+            if episode["opened_by"] == hit.hit_id and not episode.get("emitted", True):
+                episodes[i] = {**episode, "emitted": True}
+                self._save(hit.episode_key, episodes, int((record or {}).get("partition", 0)))
+                return
 
     def expire(self, seen_before_ms: int, partition: int | None = None) -> int:
-        """Delete episodes last seen before `seen_before_ms` (wall clock), of one partition
-        only when given (a faust table may delete only keys of the event's partition).
-        Returns how many were deleted."""
-        stale = [
-            key
-            for key, episode in list(self._state.items())
-            if episode is not None
-            and int(episode.get("seen_at_ms", 0)) < seen_before_ms
-            and (partition is None or episode.get("partition", 0) == partition)
-        ]
-        for key in stale:
-            del self._state[key]
-        return len(stale)
+        """Forget episodes last seen before `seen_before_ms` (wall clock), of one partition only
+        when given (a faust table may write only keys of the event's partition); a key left
+        with none is deleted. Returns how many episodes were forgotten."""
+        forgotten = 0
+        for key, record in list(self._state.items()):
+            if record is None or (partition is not None and record.get("partition", 0) != partition):
+                continue
+            episodes = _episodes(record)
+            kept = [e for e in episodes if int(e.get("seen_at_ms", 0)) >= seen_before_ms]
+            if len(kept) == len(episodes):
+                continue
+            forgotten += len(episodes) - len(kept)
+            if kept:
+                self._save(key, kept, int(record.get("partition", 0)))
+            else:
+                del self._state[key]
+        return forgotten
+
+    def _save(self, key: str, episodes: list[dict[str, Any]], partition: int) -> None:
+        self._state[key] = {"episodes": episodes, "partition": partition}
 
 
 class EpisodeStage:
