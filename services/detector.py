@@ -18,6 +18,7 @@ def build(settings: Settings) -> DetectStage:
         build_finder(detector, settings[ModelSettings]),
         max_frame_pixels=detector.max_frame_pixels,
         thumbnail_px=detector.thumbnail_px,
+        max_future_skew_s=detector.max_future_skew_s,
     )
 
 
