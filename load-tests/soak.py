@@ -27,30 +27,30 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
+from scalelab.clocks import tree_rss_mb
+from scalelab.cluster import (
+    REPO,
+    Deployment,
+    LagReader,
+    create_topics,
+    enroll,
+    start_broker,
+)
 
 from facestream.sample import make_camera_video
 from facestream.settings import KafkaSettings
-from facestream.transport.groups import GroupReader
 from facestream.transport.kafka import KafkaProducer
 
-REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("FACESTREAM_FACES", REPO.parent / "shared" / "data" / "faces"))
-FACESTREAM = Path(sys.executable).with_name("facestream")
 PREFIX = "soak."
 SERVICES = ("frame-sampler", "detector", "embedder", "matcher")
 GROUPS = {  # group -> the topic it consumes
@@ -59,7 +59,6 @@ GROUPS = {  # group -> the topic it consumes
     f"{PREFIX}facestream-matcher": "embeddings",
     f"{PREFIX}facestream-episodes": "hits",
 }
-ENROLLED = ("obama", "biden", "rose_leslie", "alex_lacamoire")
 # The cameras' scenes: people who are enrolled and people who are not, with gaps between them.
 SCENES = (
     ("probe/obama.jpg", "probe/kit_harington_unenrolled.jpg", "scenes/two_people.jpg"),
@@ -69,155 +68,7 @@ SCENES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run(*args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:3])} ... failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return done.stdout
-
-
-# -- processes and their measurements ----------------------------------------------------------
-
-
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    port: int = 0
-
-    def metrics_port(self, timeout_s: float = 120) -> int:
-        deadline = time.monotonic() + timeout_s
-        while not self.port:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if "metrics and health on port" in line:
-                    self.port = int(line.rsplit(" ", 1)[1])
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"{self.name} did not start:\n{self.log.read_text(errors='replace')[-2000:]}"
-                )
-            time.sleep(0.2)
-        return self.port
-
-    def metric(self, name: str) -> float:
-        """The sum of every sample of `name` (all label values)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
-                text = response.read().decode()
-        except OSError:
-            return float("nan")
-        return sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name
-        )
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, MB (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total_kb, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total_kb / 1024, 1)
-
-
-@dataclass
-class Deployment:
-    work: Path
-    kafka: KafkaSettings
-    services: dict[str, Service] = field(default_factory=dict)
-    broker_dir: Path | None = None
-
-    def start(self, name: str, *args: str) -> Service:
-        log = self.work / f"{name}.log"
-        proc = subprocess.Popen(
-            [
-                str(FACESTREAM),
-                name,
-                "--bootstrap-servers",
-                self.kafka.bootstrap_servers,
-                "--topic-prefix",
-                PREFIX,
-                "--metrics-port",
-                "0",
-                "--group-id",
-                f"{PREFIX}facestream-{name}",
-                *args,
-            ],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        service = Service(name, proc, log)
-        self.services[name] = service
-        return service
-
-    def stop(self) -> dict[str, int | None]:
-        for service in self.services.values():
-            if service.proc.poll() is None:
-                service.proc.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        for name, service in self.services.items():
-            try:
-                codes[name] = service.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(service.proc.pid, signal.SIGKILL)
-                codes[name] = None
-        if self.broker_dir is not None:
-            run(str(REPO / "scripts" / "kafka.sh"), "stop", "--data-dir", str(self.broker_dir))
-        return codes
-
-
 # -- set-up ------------------------------------------------------------------------------------
-
-
-def start_broker(work: Path) -> tuple[KafkaSettings, Path]:
-    data = work / "kafka"
-    port = free_port()
-    run(
-        str(REPO / "scripts" / "kafka.sh"), "start", "--data-dir", str(data), "--port", str(port),
-        "--controller-port", str(free_port()), "--heap", "1g", "--owner-pid", str(os.getpid()),
-    )  # fmt: skip
-    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", client_id="soak"), data
-
-
-def enroll(gallery: Path) -> None:
-    common = ["--gallery", str(gallery), "--actor", "soak"]
-    granted = run(
-        str(FACESTREAM), "authorisation", "grant", *common, "--case", "SOAK-1", "--basis", "soak test",
-        "--purpose", "wanted", "--issued-by", "soak", "--valid-from", "2000-01-01T00:00:00Z",
-        "--valid-until", "2099-01-01T00:00:00Z",
-    )  # fmt: skip
-    authorisation = json.loads(granted)["id"]
-    for identity in ENROLLED:
-        photos = [str(p) for p in sorted((FACES / "enroll").glob(f"{identity}_*.jpg"))]
-        run(
-            str(FACESTREAM), "gallery", "enroll", *common, "--identity", identity,
-            "--authorisation", authorisation, *photos,
-        )  # fmt: skip
 
 
 def videos(work: Path) -> list[Path]:
@@ -241,17 +92,12 @@ def publish_cameras(kafka: KafkaSettings, clips: Sequence[Path], count: int, fps
 # -- measuring and judging ---------------------------------------------------------------------
 
 
-def sample(d: Deployment, reader: GroupReader, started: float) -> dict[str, Any]:
-    lag: dict[str, int | None] = {}
-    for group, topic in GROUPS.items():
-        try:
-            lag[group] = reader.status(group, PREFIX + topic).lag
-        except Exception:  # a group not formed yet, or the broker slow to answer: no figure
-            lag[group] = None
+def sample(d: Deployment, reader: LagReader, started: float) -> dict[str, Any]:
+    lag = reader.lags({group: PREFIX + topic for group, topic in GROUPS.items()})
     s = d.services
     return {
         "t_s": round(time.monotonic() - started, 1),
-        "rss_mb": {name: rss_mb(svc.proc.pid) for name, svc in s.items()},
+        "rss_mb": {name: tree_rss_mb(svc.proc.pid) for name, svc in s.items()},
         "alive": {name: svc.proc.poll() is None for name, svc in s.items()},
         "lag": lag,
         "frames_published": s["frame-sampler"].metric("facestream_frames_published_total"),
@@ -397,14 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                 None,
             )
         else:
-            kafka, broker_dir = start_broker(work)
+            kafka, broker_dir = start_broker(work, "soak")
         d = Deployment(work, kafka.model_copy(update={"topic_prefix": PREFIX}), broker_dir=broker_dir)
+        reader: LagReader | None = None
         try:
-            partitions = "cameras=4,frames=4,faces=4,embeddings=4,hits=2,matches=2"
-            run(str(FACESTREAM), "topics", "create", "--bootstrap-servers", kafka.bootstrap_servers,
-                "--topic-prefix", PREFIX, "--partitions", partitions)  # fmt: skip
+            partitions = {"cameras": 4, "frames": 4, "faces": 4, "embeddings": 4, "hits": 2, "matches": 2}
+            create_topics(d.kafka, partitions)
             gallery = work / "gallery"
-            enroll(gallery)
+            enroll(gallery, FACES, "soak")
             clips = videos(work)
             d.start("detector", "--execution-provider", "cpu")
             d.start("embedder", "--execution-provider", "cpu")
@@ -413,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             for service in d.services.values():
                 service.metrics_port()
             publish_cameras(d.kafka, clips, args.cameras, args.fps)
-            reader = GroupReader(d.kafka)
+            reader = LagReader(d.kafka)
             started = time.monotonic()
             samples = []
             print(f"soak: {args.cameras} cameras for {args.minutes} min; logs in {work}", flush=True)
@@ -425,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 time.sleep(args.sample_s)
         finally:
+            if reader is not None:
+                reader.close()  # before the broker stops
             codes = d.stop()
         report: dict[str, Any] = {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
