@@ -62,6 +62,14 @@ die() {
   exit "${2:-1}"
 }
 
+# The broker's size limit is stated once, in the topic catalogue; read from there, not copied.
+limit_from_catalogue() {
+  local value
+  value="$(sed -n "s/^$1 = \([0-9_]*\)$/\1/p" "$REPO/src/facestream/transport/topics.py" | tr -d _)"
+  [[ "$value" =~ ^[0-9]+$ ]] || die "no '$1 = <number>' line in src/facestream/transport/topics.py"
+  echo "$value"
+}
+
 usage() {
   sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
@@ -191,9 +199,9 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.partitions=1
 
-# Frames are JPEGs of up to a few MB.
-message.max.bytes=10485760
-replica.fetch.max.bytes=10485760
+# Record size limit: MAX_BATCH_BYTES of src/facestream/transport/topics.py (docs/delivery.md).
+message.max.bytes=$MAX_BATCH_BYTES
+replica.fetch.max.bytes=$MAX_BATCH_BYTES
 
 # A small machine.
 num.network.threads=2
@@ -353,6 +361,7 @@ start() {
     write_client_files
     scram_args
   fi
+  MAX_BATCH_BYTES="$(limit_from_catalogue MAX_BATCH_BYTES)"
   (umask 077 && server_config >"$DATA_DIR/server.properties")
   java_cmd
   if [ ! -f "$LOG_DIRS/meta.properties" ]; then

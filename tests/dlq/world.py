@@ -24,6 +24,7 @@ from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
 from facestream.transport.base import Envelope
 from facestream.transport.kafka import _envelope, client_config
+from facestream.transport.topics import FETCH_MAX_BYTES, MAX_BATCH_BYTES, MAX_RECORD_BYTES
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.integration.processes import cli
@@ -38,18 +39,38 @@ class Landed:
 
 def produce(settings: KafkaSettings, topic: str, value: bytes, key: bytes | None) -> Landed:
     """One message, flushed; where it landed (what the DLQ headers must point back to)."""
-    producer = CKProducer({**client_config(settings), "message.max.bytes": 10_000_000, "acks": "all"})
+    landed = produce_foreign(settings, topic, value, key, max_bytes=MAX_RECORD_BYTES)
+    assert landed is not None
+    return landed
+
+
+def produce_foreign(
+    settings: KafkaSettings,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    *,
+    max_bytes: int = 2 * MAX_BATCH_BYTES,
+) -> Landed | None:
+    """One message from a producer that is not facestream's (its own message.max.bytes), flushed;
+    where it landed, or None when the broker refused it as too large."""
+    producer = CKProducer({**client_config(settings), "message.max.bytes": max_bytes, "acks": "all"})
     landed: list[Landed] = []
     errors: list[str] = []
+    too_large: list[bool] = []
 
     def report(error: object, message: object) -> None:
         if error is not None:
             errors.append(str(error))
+            too_large.append(error.name() == "MSG_SIZE_TOO_LARGE")  # type: ignore[attr-defined]
         else:
             landed.append(Landed(message.topic(), message.partition(), message.offset()))  # type: ignore[attr-defined]
 
     producer.produce(topic, value=value, key=key, on_delivery=report)
-    assert producer.flush(30) == 0 and not errors, errors
+    assert producer.flush(60) == 0
+    if too_large == [True]:
+        return None
+    assert not errors, errors
     return landed[0]
 
 
@@ -63,7 +84,8 @@ class Collector:
                 "group.id": f"dlq-collector-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                "fetch.message.max.bytes": 10_485_760,
+                "fetch.message.max.bytes": MAX_BATCH_BYTES,
+                "fetch.max.bytes": FETCH_MAX_BYTES,
             }
         )
         self._consumer.subscribe(list(topics))

@@ -3,7 +3,8 @@
 One batch goes through these steps, in this order, and only in this order:
 
 1. poll up to `batch_size` messages, waiting at most `batch_timeout`;
-2. decode each; one that does not decode is dead-lettered, not fatal;
+2. decode each; one that does not decode is dead-lettered, not fatal; one larger than any
+   facestream producer writes (`MAX_RECORD_BYTES`) is dead-lettered undecoded, its payload cut;
 3. run the stage over the decoded batch (one outcome per input);
 4. open the commit (on Kafka: begin a transaction), then produce every output, and every
    dead letter with its origin headers;
@@ -21,6 +22,16 @@ cannot roll back (in-process) raises instead. If the stage raises `GalleryUnavai
 consumer is paused and the same batch retried with backoff until it succeeds: nothing is
 committed and nothing is skipped meanwhile. If a rebalance takes partitions of the batch in
 hand meanwhile, the batch is dropped uncommitted (and rewound): the new owner processes it.
+
+A record Kafka refuses for what it is (too large, invalid: `RecordRefused`) would be refused
+on every retry, so it must not roll the batch back forever. Inside a transaction the refusal
+leaves the transaction fit only to abort, so the batch is rolled back once, at once, and the
+refused record's input remembered: processed again, that input is dead-lettered instead
+(`output_too_large`, `output_refused`). A refused dead letter is written again with its payload
+cut (`fs.dlq.payload: truncated`), then without it (`omitted`); the origin headers always stay.
+Kafka refuses whole batches, so a refusal shared by several records names none of them for sure:
+their inputs are sent one record at a time on the next try, to find the culprit (`_Attempt`).
+Transient failures (a broker away, timeouts) roll back and retry as before.
 """
 
 from __future__ import annotations
@@ -31,8 +42,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Generic, Literal, Protocol, TypeVar
 
 from facestream.codec import Codec
 from facestream.errors import DeliveryError, FacestreamError, GalleryUnavailable, InvalidMessage
@@ -49,6 +60,8 @@ from facestream.transport.base import (
     TopicPartition,
     next_offsets,
 )
+from facestream.transport.kafka import RecordRefused, Refusal
+from facestream.transport.topics import DEAD_LETTER_KEEP_BYTES, MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +86,25 @@ class Interrupted(FacestreamError):
 
 class Revoked(FacestreamError):
     """A rebalance took partitions of the batch in hand while it waited; the new owner redoes it."""
+
+
+class DeadLetterRefused(FacestreamError):
+    """Kafka refuses even a dead letter without payload: the dead-letter topic is misconfigured
+    (it refuses every record, not one), which only an operator can fix."""
+
+
+RECORD_TOO_LARGE = "record_too_large"
+"""DLQ reason of an input larger than `MAX_RECORD_BYTES` (it came from another producer)."""
+OUTPUT_TOO_LARGE = "output_too_large"
+"""DLQ reason of an input whose output Kafka refused as too large."""
+OUTPUT_REFUSED = "output_refused"
+"""DLQ reason of an input whose output Kafka refused for another reason of its own (INVALID_RECORD)."""
+
+Payload = Literal["whole", "truncated", "omitted"]
+"""How much of the input a dead letter carries: all, its first `DEAD_LETTER_KEEP_BYTES`, nothing."""
+_SMALLER: dict[Payload, Payload] = {"whole": "truncated", "truncated": "omitted"}
+_OMITTED_KEY_BYTES = 256
+"""What a letter without payload keeps of the key (a camera id fits; the key may be what was too large)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +145,36 @@ def first_offsets(envelopes: Sequence[Envelope]) -> dict[TopicPartition, int]:
     return offsets
 
 
+def record_bytes(env: Envelope) -> int:
+    """What of a record counts against the producers' message.max.bytes (less its framing)."""
+    return len(env.key or b"") + len(env.value) + sum(len(k) + len(v) for k, v in env.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input on its way to the dead-letter topic, and how much of it the letter carries."""
+
+    env: Envelope
+    error: InvalidMessage
+    payload: Payload = "whole"
+
+    def record(self, stage: str) -> tuple[bytes | None, bytes, Headers]:
+        """Key, value and headers of the letter: the input's own bytes, all or cut, behind headers
+        that say why and where it came from (so a cut payload can be found in the source topic)."""
+        headers = dlq_headers(stage, self.env, self.error)
+        if self.payload == "whole":
+            return self.env.key, self.env.value, headers
+        size = (
+            ("fs.dlq.payload", self.payload.encode()),
+            ("fs.dlq.payload_bytes", str(len(self.env.value)).encode()),
+        )
+        key = self.env.key
+        if self.payload == "truncated":
+            key = None if key is None else key[:DEAD_LETTER_KEEP_BYTES]
+            return key, self.env.value[:DEAD_LETTER_KEEP_BYTES], headers + size
+        return None if key is None else key[:_OMITTED_KEY_BYTES], b"", headers + size
+
+
 def dlq_headers(stage: str, env: Envelope, error: InvalidMessage) -> Headers:
     """Why and from where: enough to find, understand and replay the original message."""
     return (
@@ -124,6 +186,72 @@ def dlq_headers(stage: str, env: Envelope, error: InvalidMessage) -> Headers:
         ("fs.dlq.offset", str(env.offset).encode()),
         ("fs.dlq.timestamp_ms", str(env.timestamp_ms).encode()),
     )
+
+
+Position = tuple[str, int, int]
+"""An input record's topic, partition and offset."""
+
+
+def _position(what: Envelope | DeadLetter) -> Position:
+    env = what if isinstance(what, Envelope) else what.env
+    return (env.topic, env.partition, env.offset)
+
+
+class _Attempt:
+    """One attempt at step 4-5: the records sent, in order, and what Kafka refused of them.
+
+    Kafka refuses a whole batch: every record that shared it is reported with the culprit's error.
+    So a refusal names its record for sure only when produce() itself refused it (over the
+    producer's limit, checked per record), when it was the only refusal of its flush, or when the
+    record was sent alone (flushed before and after: the inputs of `suspects` are). The others
+    are suspects, sent alone next time. After a refusal found in a flush the transaction can only
+    abort, so nothing more is sent.
+    """
+
+    def __init__(self, producer: Producer, flush_timeout_s: float, suspects: set[Position]) -> None:
+        self._producer = producer
+        self._timeout_s = flush_timeout_s
+        self._isolate = suspects
+        self._alone: set[int] = set()
+        self._poisoned = False
+        self.sent: list[Envelope | DeadLetter] = []
+        """What each produce call was for: an output's input, or a dead letter."""
+        self.guilty: list[Refusal] = []
+        self.suspects: list[Refusal] = []
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.guilty or self.suspects)
+
+    def send(
+        self, what: Envelope | DeadLetter, topic: str, value: bytes, key: bytes | None, headers: Headers = ()
+    ) -> None:
+        if self._poisoned:
+            return
+        alone = _position(what) in self._isolate
+        if alone:
+            self.flush()
+            if self._poisoned:
+                return
+        index = len(self.sent)
+        self.sent.append(what)
+        try:
+            self._producer.produce(topic, value, key=key, headers=headers)
+        except RecordRefused as exc:  # by the producer itself: about this record alone
+            self.guilty.extend(exc.refusals)
+            return
+        if alone:
+            self._alone.add(index)
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self._producer.flush(self._timeout_s)
+        except RecordRefused as exc:
+            self._poisoned = True
+            for refusal in exc.refusals:
+                sure = len(exc.refusals) == 1 or refusal.index in self._alone
+                (self.guilty if sure else self.suspects).append(refusal)
 
 
 class StageRunner(Generic[I, O]):
@@ -156,6 +284,10 @@ class StageRunner(Generic[I, O]):
         self._committed: dict[TopicPartition, int] = {}
         self._stall_watch = StallWatch(self.policy.stall_s)
         self._last_watch = 0.0
+        self._refused: dict[Position, DeadLetter] = {}
+        """Inputs of a rolled-back batch to dead-letter when read again."""
+        self._suspects: set[Position] = set()
+        """Inputs of a rolled-back batch whose records shared a refused batch: sent alone next time."""
         metrics.INPUT_REJOINS.labels(self._name)  # exported at 0 from the start: increase() sees the first
 
     def start(self) -> None:
@@ -164,6 +296,9 @@ class StageRunner(Generic[I, O]):
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         """Partitions moved to another replica: forget their lag series; a batch in hand that
         holds any of them must not be committed here."""
+        gone = set(partitions)
+        self._refused = {at: letter for at, letter in self._refused.items() if at[:2] not in gone}
+        self._suspects = {at for at in self._suspects if at[:2] not in gone}
         for topic, partition in partitions:
             self._committed.pop((topic, partition), None)
             with contextlib.suppress(KeyError):  # never reported
@@ -205,12 +340,18 @@ class StageRunner(Generic[I, O]):
         self._revoked_in_hand = False
 
         decoded: list[tuple[Envelope, I]] = []
-        dead: list[tuple[Envelope, InvalidMessage]] = []
+        dead: list[DeadLetter] = []
         for env in envelopes:
-            try:
-                decoded.append((env, self.route.input_codec.decode(env.value)))
-            except InvalidMessage as exc:
-                dead.append((env, exc))
+            if (refused := self._refused.get((env.topic, env.partition, env.offset))) is not None:
+                dead.append(refused)
+            elif (size := record_bytes(env)) > MAX_RECORD_BYTES:
+                detail = f"{size} bytes, over the {MAX_RECORD_BYTES} a facestream producer writes"
+                dead.append(DeadLetter(env, InvalidMessage(RECORD_TOO_LARGE, detail), "truncated"))
+            else:
+                try:
+                    decoded.append((env, self.route.input_codec.decode(env.value)))
+                except InvalidMessage as exc:
+                    dead.append(DeadLetter(env, exc))
 
         try:
             outcomes = self._process([item for _, item in decoded]) if decoded else []
@@ -220,16 +361,30 @@ class StageRunner(Generic[I, O]):
                 raise
             log.info("%s: %s", self._name, exc)
             return 0
-        outputs: list[O] = []
+        results: list[tuple[Envelope, list[O]]] = []
         for (env, _), outcome in zip(decoded, outcomes, strict=True):
             if isinstance(outcome, InvalidMessage):
-                dead.append((env, outcome))
+                dead.append(DeadLetter(env, outcome))
             else:
-                outputs.extend(outcome)
+                results.append((env, outcome))
         self._guard_invalid_ratio(len(envelopes), len(dead))
 
         try:
-            self._produce_and_commit(envelopes, outputs, dead)
+            self._produce_and_commit(envelopes, results, dead)
+        except RecordRefused as exc:
+            # Refused again on every retry: roll back at once, and redo the batch without them.
+            metrics.ERRORS.labels(self._name, "refused").inc()
+            if not self.commit.rollback(first_offsets(envelopes)):
+                raise
+            log.warning(
+                "%s: batch of %d rolled back, to be processed again at once without the %d record(s) "
+                "Kafka refused (their inputs dead-lettered, a dead letter cut, or sent alone): %s",
+                self._name,
+                len(envelopes),
+                len(exc.refusals),
+                exc,
+            )
+            return 0
         except DeliveryError as exc:
             metrics.ERRORS.labels(self._name, "delivery").inc()
             if not self.commit.rollback(first_offsets(envelopes)):
@@ -251,7 +406,7 @@ class StageRunner(Generic[I, O]):
         metrics.MESSAGES.labels(self._name, "ok").inc(len(envelopes) - len(dead))
         if dead:
             metrics.MESSAGES.labels(self._name, "dlq").inc(len(dead))
-        metrics.OUTPUTS.labels(self._name).inc(len(outputs))
+        metrics.OUTPUTS.labels(self._name).inc(sum(len(outs) for _, outs in results))
         metrics.BATCH_SIZE.labels(self._name).observe(len(envelopes))
         metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
         return len(envelopes)
@@ -259,35 +414,67 @@ class StageRunner(Generic[I, O]):
     def _produce_and_commit(
         self,
         envelopes: Sequence[Envelope],
-        outputs: Sequence[O],
-        dead: Sequence[tuple[Envelope, InvalidMessage]],
+        results: Sequence[tuple[Envelope, list[O]]],
+        dead: Sequence[DeadLetter],
     ) -> None:
-        """Steps 4-6."""
+        """Steps 4-6. RecordRefused when Kafka refused any record, with what to write instead
+        remembered for when the batch is read again."""
         self.commit.begin()
-        for out in outputs:
-            self.producer.produce(self.route.output_topic, self.route.output_codec.encode(out), key=out.key)
-        for env, error in dead:
-            self.producer.produce(
-                self.route.dlq_topic, env.value, key=env.key, headers=dlq_headers(self._name, env, error)
-            )
-        self.producer.flush(self.policy.flush_timeout_s)
+        attempt = _Attempt(self.producer, self.policy.flush_timeout_s, self._suspects)
+        for env, outs in results:
+            for out in outs:
+                attempt.send(env, self.route.output_topic, self.route.output_codec.encode(out), out.key)
+        for letter in dead:
+            key, value, headers = letter.record(self._name)
+            attempt.send(letter, self.route.dlq_topic, value, key, headers)
+        if not attempt.refused:
+            attempt.flush()
+        if attempt.refused:
+            for refusal in attempt.guilty:
+                self._dead_letter_instead(attempt.sent[refusal.index], refusal)
+            for refusal in attempt.suspects:
+                self._suspects.add(_position(attempt.sent[refusal.index]))
+            raise RecordRefused(attempt.guilty + attempt.suspects)
         offsets = next_offsets(envelopes)
         for tp, position in self._positions().items():
             if tp in offsets:  # past markers the consumer skipped after the batch
                 offsets[tp] = max(offsets[tp], position)
         self.commit.commit(offsets)
         self._committed.update(offsets)
-        for env, error in dead:  # counted once they are surely in the dead-letter topic
-            metrics.DLQ.labels(self._name, error.reason).inc()
+        for env in envelopes:
+            self._refused.pop((env.topic, env.partition, env.offset), None)
+            self._suspects.discard((env.topic, env.partition, env.offset))
+        for letter in dead:  # counted once they are surely in the dead-letter topic
+            env = letter.env
+            metrics.DLQ.labels(self._name, letter.error.reason).inc()
             log.warning(
-                "%s: %s/%d@%d to %s: %s",
+                "%s: %s/%d@%d to %s (payload %s): %s",
                 self._name,
                 env.topic,
                 env.partition,
                 env.offset,
                 self.route.dlq_topic,
-                error,
+                letter.payload,
+                letter.error,
             )
+
+    def _dead_letter_instead(self, what: Envelope | DeadLetter, refusal: Refusal) -> None:
+        """Remember what to write when the batch is read again: for a refused output, a dead letter
+        of its input; for a refused dead letter, the same with less of the payload."""
+        at = _position(what)
+        if isinstance(what, Envelope):
+            reason = OUTPUT_TOO_LARGE if refusal.too_large else OUTPUT_REFUSED
+            if at not in self._refused:  # another output of the same input may have been refused too
+                error = InvalidMessage(reason, f"{refusal.topic}: {refusal.reason}")
+                self._refused[at] = DeadLetter(what, error)
+            return
+        smaller = _SMALLER.get(what.payload)
+        if smaller is None:
+            raise DeadLetterRefused(
+                f"{refusal.topic} refuses a dead letter without payload ({refusal.reason}): check its "
+                f"configuration; the input is {at[0]}/{at[1]}@{at[2]}"
+            )
+        self._refused[at] = replace(what, payload=smaller)
 
     def _positions(self) -> dict[TopicPartition, int]:
         positions = getattr(self.consumer, "positions", None)

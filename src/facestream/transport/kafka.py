@@ -13,10 +13,12 @@ anywhere leaves either all of a batch downstream or none of it (docs/delivery.md
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer as CKConsumer
@@ -27,7 +29,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from facestream.errors import ConfigError, DeliveryError, FacestreamError
 from facestream.settings import KafkaSettings
 from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets, PartitionProgress
-from facestream.transport.topics import TopicSpec
+from facestream.transport.topics import FETCH_MAX_BYTES, MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +46,49 @@ REBALANCE_ERRORS = frozenset(
     }
 )
 """A commit refused because the group moved on: the partitions belong to someone else now."""
+
+
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,  # over message.max.bytes (producer) or max.message.bytes (topic)
+        KafkaError.RECORD_LIST_TOO_LARGE,  # a batch larger than the topic's segment.bytes
+        KafkaError.INVALID_RECORD,  # the broker's checks of the record (e.g. no key on a compacted topic)
+    }
+)
+"""Refusals for what a record is: sent again, it is refused again, so no retry can help and the
+record must go elsewhere (the runner dead-letters its input). Every other produce error (a broker
+away, a timeout, records purged by an abort) is retried as before. The broker refuses a whole
+batch, so every record that shared a batch with the culprit is reported with the same error:
+only a refusal of a record sent alone names it for sure (the runner isolates suspects)."""
+
+TOO_LARGE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One record Kafka refused: `index` counts the producer's `produce` calls since its last
+    `flush` (in a transaction: since `begin`), so the caller can tell which record it was."""
+
+    index: int
+    topic: str
+    code: int
+    reason: str
+
+    @property
+    def too_large(self) -> bool:
+        return self.code in TOO_LARGE_ERRORS
+
+
+class RecordRefused(DeliveryError):
+    """Records were refused for what they are (`RECORD_ERRORS`), by produce() itself or by the
+    broker. Found by the broker inside a transaction, the refusal leaves the transaction able only
+    to abort (checked on Kafka 4.1 with librdkafka 2.16): the batch must be written again without
+    those records. A refusal in produce() leaves the transaction as it was."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        first = refusals[0]
+        super().__init__(f"{len(refusals)} record(s) refused, first to {first.topic}: {first.reason}")
+        self.refusals = tuple(refusals)
 
 
 class TransactionAborted(DeliveryError):
@@ -158,6 +203,7 @@ class KafkaConsumer:
             # The broker answers a connection's requests in order, so an idle fetch's long poll
             # (500 ms by default) holds up every lag and progress query behind it.
             "fetch.wait.max.ms": 100,
+            "fetch.max.bytes": FETCH_MAX_BYTES,  # transport/topics.py: the size limits
             **(extra or {}),
         }
         self._config = config
@@ -453,39 +499,73 @@ class KafkaProducer:
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "none",  # JPEG and float vectors do not compress
-            "message.max.bytes": 10_000_000,
+            # transport/topics.py: the size limits
+            "message.max.bytes": MAX_RECORD_BYTES,
+            "batch.size": PRODUCER_BATCH_BYTES,
             **(extra or {}),
         }
         self._config = config
         self._producer = CKProducer(config)
         self._failures: list[str] = []
+        self._refusals: list[Refusal] = []
+        self._window = 0
+        self._sent = 0
 
     @property
     def raw(self) -> CKProducer:
         return self._producer
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None and len(self._failures) < 1000:
+    def _new_window(self) -> None:
+        """Start counting `produce` calls from 0 again; reports of earlier calls are ignored (their
+        flush already failed, or their transaction was aborted)."""
+        self._window += 1
+        self._sent = 0
+        self._failures = []
+        self._refusals = []
+
+    def _on_delivery(self, window: int, index: int, error: KafkaError | None, message: Message) -> None:
+        if error is None or window != self._window:
+            return
+        if error.code() in RECORD_ERRORS:
+            self._refusals.append(Refusal(index, message.topic() or "", error.code(), error.str()))
+        elif len(self._failures) < 1000:
             self._failures.append(f"{message.topic()}: {error.str()}")
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
+        """Queue one record; RecordRefused if librdkafka refuses it outright (over `MAX_RECORD_BYTES`)."""
+        index = self._sent
+        self._sent += 1
+        report = functools.partial(self._on_delivery, self._window, index)
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=self._on_delivery
-                )
+                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=report)
                 break
             except BufferError:
                 # Local queue full: serve delivery reports until there is room (backpressure).
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() in RECORD_ERRORS:
+                    raise RecordRefused([Refusal(index, topic, error.code(), error.str())]) from None
+                raise
         self._producer.poll(0)
 
     def flush(self, timeout_s: float) -> None:
+        """Wait for every record's acknowledgement: RecordRefused if Kafka refused any for what it
+        is, DeliveryError if any other failed or is unacknowledged."""
         remaining = self._producer.flush(timeout_s)
-        failures, self._failures = self._failures, []
+        failures, refusals = self._failures, self._refusals
+        self._failures, self._refusals = [], []
+        self._flushed()
+        if refusals:
+            raise RecordRefused(sorted(refusals, key=lambda r: r.index))
         if remaining or failures:
             detail = "; ".join(failures[:3]) or f"{remaining} message(s) not acknowledged"
             raise DeliveryError(f"delivery failed: {detail}")
+
+    def _flushed(self) -> None:
+        """After a flush: count `produce` calls from 0 again."""
+        self._new_window()
 
     def close(self) -> None:
         self._producer.flush(5)
@@ -528,6 +608,13 @@ class TransactionalProducer(KafkaProducer):
         if not self._open:
             self._call("begin", self._producer.begin_transaction)
             self._open = True
+            self._new_window()
+
+    def _flushed(self) -> None:
+        """A transaction may be flushed more than once (to send a record alone): its `produce`
+        calls are counted from `begin`."""
+        if not self._open:
+            self._new_window()
 
     def commit(self, offsets: Offsets, group_metadata: object) -> None:
         """Add the input offsets to the open transaction and commit it; TransactionAborted when it
@@ -569,7 +656,7 @@ class TransactionalProducer(KafkaProducer):
             self._open = False
             # The aborted batch's messages come back as purged: not failures of the next batch.
             self._producer.poll(0)
-            self._failures = []
+            self._new_window()
 
     def close(self) -> None:
         try:
@@ -640,7 +727,7 @@ class TransactionalProducer(KafkaProducer):
             self.transactional_id,
         )
         self._producer = CKProducer(self._config)  # the stuck client is left to its thread
-        self._failures = []
+        self._new_window()
         self._open = False
         # For as long as it takes, as begin and commit do: the broker may still be on its way back.
         self._call("init", lambda: self._producer.init_transactions(self._timeout_s))

@@ -4,6 +4,11 @@ Retention is part of the privacy design: frames, faces and embeddings of people 
 not match exist nowhere but in these topics, and only for minutes. Every topic sets both
 retention.ms and segment.ms, because Kafka deletes whole closed segments only: a
 10-minute retention with the default 7-day segment would keep frames for a week.
+
+The size limits are set here and nowhere else: the producers' and consumers' configs
+(transport/kafka.py), every topic's max.message.bytes (`TopicSpec.config`), the broker's
+(scripts/kafka.sh reads the `MAX_BATCH_BYTES = <number>` line below) and the runner's input cap and dead
+letters (runtime/runner.py) all use them; docs/delivery.md says what happens at each.
 """
 
 from __future__ import annotations
@@ -14,6 +19,34 @@ from typing import Literal
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+
+MAX_RECORD_BYTES = 10_000_000
+"""The largest record a facestream producer writes: librdkafka's message.max.bytes, which counts
+key + value + headers + about 36 B of framing and refuses a larger record in produce() itself.
+It is also every stage's input cap: a record larger than this came from some other producer,
+cannot be dead-lettered whole, and goes to the DLQ undecoded (`record_too_large`), its payload
+cut to `DEAD_LETTER_KEEP_BYTES`. A 1920-pixel-wide JPEG frame is typically a few hundred kB."""
+
+MAX_BATCH_BYTES = 10_485_760
+"""The largest record batch Kafka takes (10 MiB): the broker's message.max.bytes and
+replica.fetch.max.bytes and every catalogue topic's max.message.bytes. It is 485,760 B above
+`MAX_RECORD_BYTES`, so a batch holding one record of that size (about 80 B of batch framing) always
+fits; several records share a batch only up to `PRODUCER_BATCH_BYTES`. Records between the two
+limits can only come from producers other than facestream's."""
+
+PRODUCER_BATCH_BYTES = 1_000_000
+"""The producers' batch.size (librdkafka's default, stated): records share a batch up to this size,
+a larger record goes in a batch of its own. A topic's max.message.bytes must not be set below it:
+Kafka refuses a whole batch, and records that fit one by one would be refused together (the
+runner then sends them one by one to find the culprit, which is slow)."""
+
+FETCH_MAX_BYTES = 5 * MAX_BATCH_BYTES
+"""The consumers' fetch.max.bytes (librdkafka's default, stated): at least one batch of the largest
+size. A batch larger than a partition's fetch size is returned all the same (KIP-74)."""
+
+DEAD_LETTER_KEEP_BYTES = 65_536
+"""What a dead letter keeps of a payload too large to dead-letter whole (and of its key): the start
+of an Avro record, which holds its frame reference (camera, frame id, capture time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +63,7 @@ class TopicSpec:
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
             "segment.ms": str(self.segment_ms),
+            "max.message.bytes": str(MAX_BATCH_BYTES),
         }
 
 
