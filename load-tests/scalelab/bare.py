@@ -11,8 +11,9 @@ process meanwhile.
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,27 +29,39 @@ BATCH = 32
 """The runner's default batch size (--batch-size)."""
 
 
-def models_cost(frames: Sequence[Frame], finder: FaceFinder, embedder: FaceEmbedder) -> dict[str, Any]:
+def models_cost(
+    frames: Sequence[Frame],
+    finder: FaceFinder,
+    embedder: FaceEmbedder,
+    clock: Callable[[], float] = time.process_time,
+    warm_up: bool = True,
+) -> dict[str, Any]:
     """CPU seconds of decode + detect path per frame and of the embedder per face (one face per call:
-    on this CPU batching does not make a face cheaper, docs/benchmarks.md), over `frames`."""
-    for frame in frames[:3]:  # warm-up: first calls allocate
+    on this CPU batching does not make a face cheaper, docs/benchmarks.md), over `frames`, on
+    `clock` (time.thread_time when other threads of this process are busy meanwhile)."""
+    for frame in frames[:3] if warm_up else []:  # first calls allocate
         for obs in finder.find(decode_jpeg(frame.jpeg, max_pixels=10**8)):
             embedder.embed(obs.aligned[None])
     decode_s = detect_s = embed_s = 0.0
     faces = 0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for frame in frames:
-        t0 = time.process_time()
+        t0 = clock()
         image = decode_jpeg(frame.jpeg, max_pixels=10**8)
-        t1 = time.process_time()
+        t1 = clock()
         usable = [obs for obs in finder.find(image) if obs.usable]
-        t2 = time.process_time()
+        t2 = clock()
         for obs in usable:
             embedder.embed(obs.aligned[None])
-        t3 = time.process_time()
+        t3 = clock()
         decode_s, detect_s, embed_s = decode_s + t1 - t0, detect_s + t2 - t1, embed_s + t3 - t2
         faces += len(usable)
     total = decode_s + detect_s + embed_s
+    after = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "clock": clock.__name__,
+        "system_cpu_s": round(after.ru_stime - usage.ru_stime, 3),
+        "minor_faults": after.ru_minflt - usage.ru_minflt,
         "frames": len(frames),
         "faces": faces,
         "jpeg_decode_cpu_s": round(decode_s, 3),
@@ -57,6 +70,8 @@ def models_cost(frames: Sequence[Frame], finder: FaceFinder, embedder: FaceEmbed
         "total_cpu_s": round(total, 3),
         "cpu_s_per_frame": round(total / max(1, len(frames)), 5),
         "cpu_s_per_face": round(total / max(1, faces), 5),
+        "jpeg_decode_cpu_s_per_frame": round(decode_s / max(1, len(frames)), 5),
+        "detect_path_cpu_s_per_frame": round(detect_s / max(1, len(frames)), 5),
         "embedder_cpu_s_per_face": round(embed_s / max(1, faces), 5),
     }
 

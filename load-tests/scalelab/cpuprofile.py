@@ -141,10 +141,11 @@ def thread_kind(name: str) -> str:
     return re.sub(r"[-_ ]?\d+([-_ ]\d+)*", "", name).strip() or name
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
+def thread_cpu(pid: int, python_tids: set[int] | None = None) -> dict[str, float]:
     """CPU seconds (user+system) per kind of OS thread of a process, from /proc: librdkafka's
-    threads are named rdk:*, gRPC's grpc*/default-executor; the rest run Python and what it calls.
-    Threads that have exited are the process's total less its live threads."""
+    threads are named rdk:*, gRPC's grpc*/default-executor; the rest run Python and what it calls,
+    or, when `python_tids` names the Python threads, are native threads of libraries (OpenCV's
+    worker pool, say). Threads that have exited are the process's total less its live threads."""
     out: dict[str, float] = {}
     live = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -159,6 +160,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
             else "gRPC threads"
             if comm.startswith(("grpc", "default-execut", "resolver-execu", "global-cq"))
             else "Python threads (and the native code they call)"
+            if python_tids is None or int(task.name) in python_tids
+            else "native threads of libraries (OpenCV's pool, ...)"
         )
         used = (int(fields[11]) + int(fields[12])) / _TICKS
         out[kind] = out.get(kind, 0.0) + used
@@ -184,6 +187,10 @@ def _python_threads() -> dict[int, tuple[str, float]]:
     return out
 
 
+def _python_tids() -> set[int]:
+    return {t.native_id for t in threading.enumerate() if t.native_id is not None}
+
+
 class Window:
     """One profiled window: `reset()` opens it, `snapshot()` closes it and says what it saw."""
 
@@ -200,7 +207,7 @@ class Window:
             _thread_base.update({ident: cpu for ident, (_, cpu) in _python_threads().items()})
             _window_serial[0] += 1
             self._started = time.monotonic()
-            self._os_threads = thread_cpu(os.getpid())
+            self._os_threads = thread_cpu(os.getpid(), _python_tids())
             _active.set()
 
     def snapshot(self) -> dict[str, Any]:
@@ -209,7 +216,7 @@ class Window:
             by_thread: Counter[str] = Counter(_ended_threads)
             for ident, (name, cpu) in _python_threads().items():
                 by_thread[thread_kind(name)] += cpu - _thread_base.get(ident, 0.0)
-            os_now = thread_cpu(os.getpid())
+            os_now = thread_cpu(os.getpid(), _python_tids())
             return {
                 "window_wall_s": round(time.monotonic() - self._started, 2),
                 "not_instrumented": list(_missing),

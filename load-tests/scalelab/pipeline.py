@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -87,7 +88,7 @@ class Size:
 
 
 SIZES = {
-    "smoke": Size(2, 6, 5, 20, 40, 3, 20, 5, (1, 2), 3),
+    "smoke": Size(2, 6, 5, 12, 30, 2, 15, 4, (1, 2), 2),
     "quick": Size(4, 10, 6, 60, 200, 5, 45, 15, (1, 2, 4), 8),
     "full": Size(8, 16, 6, 160, 600, 10, 120, 30, (1, 2, 4), 15),
 }
@@ -104,6 +105,8 @@ def counts(services: dict[str, Service]) -> dict[str, float]:
         for what, name in (
             ("in", "facestream_stage_messages_total"),
             ("out", "facestream_stage_outputs_total"),
+            ("batches", "facestream_stage_batch_duration_seconds_count"),
+            ("batch_s", "facestream_stage_batch_duration_seconds_sum"),
         ):
             out[f"{stage}_{what}"] = out.get(f"{stage}_{what}", 0.0) + svc.metric(name, {"stage": stage})
         if stage == "matcher":
@@ -125,6 +128,22 @@ def tree_threads(pid: int) -> dict[str, float]:
     return out
 
 
+def kernel_counters(pid: int) -> dict[str, float]:
+    """User and system CPU seconds and minor page faults of one process (its threads, not its
+    children), from /proc: a service whose system time is high is paying the kernel, e.g. for
+    fresh pages of large allocations."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {
+        "user_cpu_s": int(fields[11]) / ticks,
+        "system_cpu_s": int(fields[12]) / ticks,
+        "minor_faults": int(fields[7]),
+    }
+
+
 @dataclass(frozen=True)
 class Reading:
     wall_s: float
@@ -135,6 +154,7 @@ class Reading:
     harness_cpu_s: float
     counts: dict[str, float]
     threads: dict[str, dict[str, float]]
+    kernel: dict[str, dict[str, float]]
 
 
 def read(d: Deployment, keys: Sequence[str] | None = None) -> Reading:
@@ -149,6 +169,7 @@ def read(d: Deployment, keys: Sequence[str] | None = None) -> Reading:
         harness_cpu_s=time.process_time(),
         counts=counts(chosen),
         threads={k: tree_threads(s.proc.pid) for k, s in chosen.items()},
+        kernel={k: kernel_counters(s.proc.pid) for k, s in chosen.items()},
     )
 
 
@@ -164,6 +185,10 @@ def between(a: Reading, b: Reading) -> dict[str, Any]:
         "broker_cpu_s": round(b.broker_cpu_s - a.broker_cpu_s, 3),
         "harness_cpu_s": round(b.harness_cpu_s - a.harness_cpu_s, 3),
         "counts": {k: b.counts.get(k, 0.0) - a.counts.get(k, 0.0) for k in b.counts},
+        "kernel": {
+            svc: {k: round(v - a.kernel.get(svc, {}).get(k, 0.0), 3) for k, v in counters.items()}
+            for svc, counters in b.kernel.items()
+        },
         "threads_cpu_s": {
             svc: {kind: round(v - a.threads.get(svc, {}).get(kind, 0.0), 3) for kind, v in kinds.items()}
             for svc, kinds in b.threads.items()
@@ -194,7 +219,7 @@ class LagRecorder:
             if groups and self._reader is not None:
                 lag = self._reader.lags(groups)
                 t = round(time.monotonic() - self._started, 1)
-                self.samples.append({"t_s": t, "phase": self.phase, "lag": lag})
+                self.samples.append({"t_wall_s": t, "phase": self.phase, "lag": lag})
 
     def stop(self) -> None:
         """Stop sampling and drop the admin client: call it before the broker stops (librdkafka
@@ -396,6 +421,16 @@ def latency_run(
             (span["services_cpu_s_total"] + span["broker_cpu_s"]) / max(1.0, faces), 5
         ),
         "publish_late_ms": percentiles(publisher.late_ms),
+        "batches": {
+            stage: {
+                "batches": c[f"{stage}_batches"],
+                "mean_messages": round(c[f"{stage}_in"] / max(1.0, c[f"{stage}_batches"]), 2),
+                "mean_poll_to_commit_ms": round(
+                    1000 * c[f"{stage}_batch_s"] / max(1.0, c[f"{stage}_batches"]), 1
+                ),
+            }
+            for stage in STAGES
+        },
         "undecodable": watch.undecodable,
         **latency_stats(seen, before.epoch_ms, after.epoch_ms),
     }
@@ -414,14 +449,50 @@ def pipeline_idle(d: Deployment) -> bool:
     return c["embedder_in"] >= c["detector_out"] and c["matcher_in"] >= c["embedder_out"]
 
 
+class BareUnderLoad:
+    """The bare models again, one frame every half second on a thread of this process while the
+    services run: what the same calls cost on a machine as busy as theirs (thread CPU clock, so
+    this process's other threads do not count; compare with `bare_models_thread_clock`)."""
+
+    def __init__(self, frames: Sequence[Frame], finder: Any, embedder: Any) -> None:
+        self._frames, self._finder, self._embedder = frames, finder, embedder
+        self._stop = threading.Event()
+        self._parts: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._loop, name="bare-under-load", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        for frame in self._frames:
+            if self._stop.wait(0.5):
+                return
+            self._parts.append(models_cost([frame], self._finder, self._embedder, time.thread_time, False))
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(30)
+        parts, frames = self._parts, max(1, len(self._parts))
+        faces = sum(p["faces"] for p in parts)
+        return {
+            "clock": "thread_time",
+            "frames": len(parts),
+            "faces": faces,
+            "jpeg_decode_cpu_s_per_frame": round(sum(p["jpeg_decode_cpu_s"] for p in parts) / frames, 5),
+            "detect_path_cpu_s_per_frame": round(sum(p["detect_path_cpu_s"] for p in parts) / frames, 5),
+            "embedder_cpu_s_per_face": round(sum(p["embedder_cpu_s"] for p in parts) / max(1, faces), 5),
+        }
+
+
 def profile_run(
-    d: Deployment, publisher: Publisher, fps: float, seconds: float, work: Path
+    d: Deployment, publisher: Publisher, fps: float, seconds: float, work: Path, under_load: BareUnderLoad
 ) -> dict[str, Any]:
-    """The latency run's load again, with every service's sampler on (SIGUSR1 .. SIGUSR2)."""
+    """The latency run's load again, with every service's profiler on (SIGUSR1 .. SIGUSR2)."""
     publisher.realtime(fps, 2.0)
     before = read(d)
     for svc in d.services.values():
         svc.proc.send_signal(signal.SIGUSR1)
+    under_load.start()
     publisher.realtime(fps, seconds)
     for stage, svc in d.services.items():
         (work / f"profile-{stage}.json").unlink(missing_ok=True)
@@ -434,6 +505,7 @@ def profile_run(
         out["services"][stage] = json.loads(path.read_text()) if path.exists() else {"error": "no profile"}
     span = between(before, after)
     out["window"] = span
+    out["bare_models_under_load"] = under_load.stop()
     out["cpu_s_per_face"] = round(span["services_cpu_s_total"] / max(1.0, span["counts"]["detector_out"]), 5)
     return out
 
@@ -630,9 +702,9 @@ def run(ctx: Context) -> dict[str, Any]:
 
     sample = sample_frames(cameras, size.bare_frames)
     result["bare_models"] = models_cost(sample, finder, embedder)
+    result["bare_models_thread_clock"] = models_cost(sample, finder, embedder, time.thread_time)
     staged, faces, embeddings = stages_cost(sample, finder, embedder)
     result["stages_in_process"] = staged
-    del finder, embedder
 
     kafka: KafkaSettings = box["kafka"]
     d = Deployment(work, kafka.model_copy(update={"topic_prefix": PREFIX}), broker_dir=box["broker_dir"])
@@ -672,11 +744,13 @@ def run(ctx: Context) -> dict[str, Any]:
 
         if size.profile_s > 0:
             lags.phase = "profile"
-            result["profile"] = profile_run(d, publisher, fps, size.profile_s, work)
+            under_load = BareUnderLoad(sample, finder, embedder)
+            result["profile"] = profile_run(d, publisher, fps, size.profile_s, work, under_load)
         lags.phase = "pipeline stopping"
         publisher.close()
         publisher = None
         result["exit_codes"] = {k: v for k, v in d.stop_services().items()}
+        lags.groups.clear()  # the pipeline's groups stand still from here
 
         payloads: dict[str, tuple[Codec[Any], list[Any]]] = {
             "detector": (codec.FRAMES, restamped([frame_message("x", f, 0) for f in frames], len(frames))),
@@ -703,7 +777,18 @@ def run(ctx: Context) -> dict[str, Any]:
         d.stop()
     result["lag_timeline"] = lags.samples
     result["ratios"] = ratios(result)
-    return result
+    return finite(result)
+
+
+def finite(value: Any) -> Any:
+    """NaN (a metric a service did not answer for) and infinities as None: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def ratios(r: dict[str, Any]) -> dict[str, Any]:
@@ -769,10 +854,81 @@ def overhead_rows(
         os_threads = p["os_threads_cpu_s"]
         add("Kafka: librdkafka's own threads", svc, os_threads.get("librdkafka threads", 0.0))
         add("gRPC threads", svc, os_threads.get("gRPC threads", 0.0))
+        add(
+            "native threads of libraries (OpenCV's worker pool, ...)",
+            svc,
+            os_threads.get("native threads of libraries (OpenCV's pool, ...)", 0.0),
+        )
         accounted = sum(r[svc] for r in rows.values())
         add("not accounted above (exited native threads, clock ticks of 10 ms)", svc, totals[svc] - accounted)
     ordered = sorted(rows.items(), key=lambda kv: (not kv[0].startswith("model path"), -sum(kv[1].values())))
     return [(k, v) for k, v in ordered if abs(sum(v.values())) >= 0.0005], totals, faces
+
+
+def kernel_lines(result: dict[str, Any]) -> list[str]:
+    """System (kernel) CPU and minor page faults: the services' in the latency run, the bare pass's."""
+    lat, bare = result["latency"], result["bare_models"]
+    frames = max(1.0, lat["frames"])
+    parts = []
+    for svc, k in lat.get("kernel", {}).items():
+        cpu = k.get("user_cpu_s", 0.0) + k.get("system_cpu_s", 0.0)
+        share = k.get("system_cpu_s", 0.0) / cpu if cpu else 0.0
+        parts.append(f"{svc} {share:.0%} system, {k.get('minor_faults', 0) / frames:.0f} faults/frame")
+    if not parts:
+        return []
+    total = bare["total_cpu_s"] or 1.0
+    return [
+        "Kernel share of each service's CPU and its minor page faults (/proc, latency run): "
+        + "; ".join(parts)
+        + f". The bare pass in this process: {bare.get('system_cpu_s', 0.0) / total:.0%} system, "
+        f"{bare.get('minor_faults', 0) / max(1, bare['frames']):.0f} faults/frame.",
+        "",
+    ]
+
+
+def model_path_lines(result: dict[str, Any]) -> list[str]:
+    """The model calls' cost per call in the services, against the same calls in this process,
+    quiet and under the services' load (all on thread CPU clocks)."""
+    prof = result["profile"]
+    quiet, loaded = result["bare_models_thread_clock"], prof.get("bare_models_under_load", {})
+    det, emb = prof["services"].get("detector", {}), prof["services"].get("embedder", {})
+    if "activities_cpu_s" not in det or "activities_cpu_s" not in emb:
+        return []
+
+    def per_call(p: dict[str, Any], activity: str) -> float:
+        return p["activities_cpu_s"].get(activity, 0.0) / max(1, p["activity_calls"].get(activity, 0))
+
+    faces = max(1.0, prof["window"]["counts"].get("embedder_in", 0.0))
+    rows = [
+        (
+            "JPEG decode, ms per frame",
+            "jpeg_decode_cpu_s_per_frame",
+            per_call(det, "model path: frame JPEG decode"),
+        ),
+        (
+            "detect path, ms per frame",
+            "detect_path_cpu_s_per_frame",
+            per_call(det, "model path: detector, landmarks, align, quality"),
+        ),
+        (
+            "embedder, ms per face",
+            "embedder_cpu_s_per_face",
+            emb["activities_cpu_s"].get("model path: embedder", 0.0) / faces,
+        ),
+    ]
+    lines = [
+        "The model calls themselves, on thread CPU clocks: in this process before the services started "
+        f"({quiet['frames']} frames), in this process during the profiled window (one frame every 0.5 s, "
+        f"{loaded.get('frames', 0)} frames), and inside the services in the window:",
+        "",
+        "| call | this process, quiet | this process, under the load | in the services |",
+        "| --- | --- | --- | --- |",
+    ]
+    for label, key, service in rows:
+        lines.append(
+            f"| {label} | {_ms(quiet.get(key, 0.0))} | {_ms(loaded.get(key, 0.0))} | {_ms(service)} |"
+        )
+    return [*lines, ""]
 
 
 def _ms(seconds: float) -> str:
@@ -871,6 +1027,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"{_ms(bare['embedder_cpu_s_per_face'])} ms/face; the embedder in batches of 32 costs "
         f"{_ms(staged['embedder_cpu_s_per_face_in_batches'])} ms/face.",
         "",
+        *kernel_lines(result),
     ]
     if "profile" in result:
         rows, totals, pfaces = overhead_rows(result)
@@ -898,6 +1055,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
             f"| **processes (CPU s)** | {totals['detector']:.3f} | {totals['embedder']:.3f} | "
             f"{totals['matcher']:.3f} | {_ms(grand / pfaces)} | 100% |",
             "",
+            *model_path_lines(result),
         ]
     lines += [
         "### Latency (wall clock, ms; from capture to readable by a read_committed consumer)",
@@ -921,6 +1079,19 @@ def markdown(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {hop} | {p['n']} | {_pct(p, 'p50')} | {_pct(p, 'p95')} | {_pct(p, 'p99')} |")
     lines += [
         "",
+        "What a hop is made of, per stage in the same run (the services' own histograms): a batch is "
+        "what one poll returned (up to 32 messages, waiting up to 50 ms for them); poll -> commit is "
+        "decoding, the stage, producing, flushing and the transaction's commit (wall clock).",
+        "",
+        "| stage | batches | messages per batch | poll -> commit, mean ms (wall) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for stage, b in lat.get("batches", {}).items():
+        lines.append(
+            f"| {stage} | {b['batches']:.0f} | {b['mean_messages']} | {b['mean_poll_to_commit_ms']} |"
+        )
+    lines += [
+        "",
         "### Scale-out per stage",
         "",
         "Each stage alone on its own topics (4 input partitions, fed evenly and kept backlogged), one "
@@ -938,6 +1109,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
                 f"{t['speedup_vs_1']} | {t['cpu_s_per_message']} | {t['broker_cpu_s']} | "
                 f"{t['machine_cpu_load']:.0%} | {t['window_wall_s']} |"
             )
+    lines += scale_out_summary(result)
     lines += ["", "### Consumer lag", "", "Per group, messages (offsets, so transaction markers count):", ""]
     lines += ["| group | max | last |", "| --- | --- | --- |"]
     for group, series in lag_series(result).items():
@@ -947,9 +1119,35 @@ def markdown(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def os_cores() -> int:
-    import os
+def scale_out_summary(result: dict[str, Any]) -> list[str]:
+    """What the trials say limited them: the machine's CPU, or not."""
+    lines = []
+    for stage, sc in result.get("scale_out", {}).items():
+        trials = sc["trials"]
+        if len(trials) < 2:
+            continue
+        one, two = trials[0], trials[1]
+        cpu_change = (
+            two["cpu_s_per_message"] / one["cpu_s_per_message"] - 1 if one["cpu_s_per_message"] else 0.0
+        )
+        lines.append(
+            f"- {stage}: one replica kept the machine {one['machine_cpu_load']:.0%} busy, two "
+            f"{two['machine_cpu_load']:.0%} (every process: replicas, broker, this harness); CPU per message "
+            f"changed {cpu_change:+.0%} from one to two replicas."
+        )
+    if lines:
+        lines = [
+            "",
+            "A replica is single-threaded (one intra-op thread), so K replicas need K cores beside the "
+            f"broker's; this machine has {os_cores()}. Where the machine is near 100% and CPU per "
+            "message holds steady, the cores are the limit, not Kafka or the partitioning:",
+            "",
+            *lines,
+        ]
+    return lines
 
+
+def os_cores() -> int:
     return os.cpu_count() or 0
 
 
@@ -957,7 +1155,7 @@ def lag_series(result: dict[str, Any]) -> dict[str, list[tuple[float, int | None
     series: dict[str, list[tuple[float, int | None]]] = {}
     for sample in result.get("lag_timeline", []):
         for group, value in sample["lag"].items():
-            series.setdefault(group, []).append((sample["t_s"], value))
+            series.setdefault(group, []).append((sample["t_wall_s"], value))
     return series
 
 
@@ -968,22 +1166,31 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    for group, series in lag_series(result).items():
-        xs = [t for t, v in series if v is not None]
-        ys = [v for _, v in series if v is not None]
-        ax.plot(xs, ys, label=group, linewidth=1.2)
+    series_by_group = lag_series(result)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    for ax, scale in zip(axes, (False, True), strict=True):
+        for group, series in series_by_group.items():
+            if group.startswith("scale-") != scale:
+                continue
+            xs = [t for t, v in series if v is not None]
+            ys = [v for _, v in series if v is not None]
+            ax.plot(xs, ys, label=group, linewidth=1.2)
+        ax.set_ylabel("lag, messages (offsets)")
+        ax.legend(fontsize=7, loc="upper left")
     phases: list[tuple[str, float]] = []
     for sample in result.get("lag_timeline", []):
         if not phases or phases[-1][0] != sample["phase"]:
-            phases.append((sample["phase"], sample["t_s"]))
-    for n, (name, t) in enumerate(phases):
-        ax.axvline(t, color="grey", linewidth=0.5, linestyle=":")
-        ax.text(t, 1.0 - 0.06 * (n % 6), name, transform=ax.get_xaxis_transform(), fontsize=6, color="grey")
-    ax.set_xlabel("time since the part started, s (wall clock)")
-    ax.set_ylabel("consumer lag, messages (offsets)")
-    ax.set_title("Consumer lag per group, sampled about every second (wall clock)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            phases.append((sample["phase"], sample["t_wall_s"]))
+    for ax in axes:
+        for _, t in phases:
+            ax.axvline(t, color="grey", linewidth=0.5, linestyle=":")
+    for name, t in phases:
+        axes[0].text(
+            t, 1.01, name, transform=axes[0].get_xaxis_transform(), fontsize=6, rotation=60, color="dimgrey"
+        )
+    axes[1].set_title("Scale-out trials: one group per stage, kept backlogged", fontsize=9, loc="right")
+    axes[1].set_xlabel("time since the part started, s (wall clock)")
+    fig.suptitle("Consumer lag per group, sampled about every second (wall clock)")
     fig.tight_layout()
     path = out / "pipeline_lag.png"
     fig.savefig(path, dpi=110)
@@ -991,34 +1198,37 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
     written.append(path)
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    most = 1
     for stage, sc in result.get("scale_out", {}).items():
         ks = [t["replicas"] for t in sc["trials"]]
-        left.plot(
-            ks, [t["messages_per_s_wall"] for t in sc["trials"]], marker="o", label=f"{stage} ({sc['unit']})"
-        )
+        most = max([most, *ks])
+        speedups = [t["speedup_vs_1"] or 0 for t in sc["trials"]]
+        left.plot(ks, speedups, marker="o", label=f"{stage} ({sc['unit']})")
+    left.plot([1, most], [1, most], color="grey", linestyle=":", label="linear")
+    left.scatter([2], [SPEEDUP_GOAL], marker="_", s=400, color="tab:red", label=f"goal {SPEEDUP_GOAL}x at 2")
     left.set_xlabel("replicas in the group")
-    left.set_ylabel("messages/s (wall clock)")
-    left.set_title("Scale-out throughput per stage (wall clock)")
+    left.set_ylabel("throughput over one replica's (wall clock)")
+    left.set_title(f"Scale-out per stage on {os_cores()} cores (wall clock)")
     left.legend(fontsize=8)
     lat = result["latency"]
     for topic in ("hits", "matches"):
-        values = sorted(v for v in latency_values(result, topic))
+        values = sorted(latency_values(result, topic))
         if values:
             middle.plot(
                 values, [(i + 1) / len(values) for i in range(len(values))], label=f"frame -> {topic}"
             )
     middle.axvline(
-        LATENCY_GOAL_P99_MS, color="tab:red", linestyle="--", label=f"{LATENCY_GOAL_P99_MS:.0f} ms goal"
+        LATENCY_GOAL_P99_MS, color="tab:red", linestyle="--", label=f"{LATENCY_GOAL_P99_MS:.0f} ms goal (p99)"
     )
     middle.axhline(0.99, color="grey", linewidth=0.5)
-    middle.set_xlabel("latency, ms (wall clock)")
+    middle.set_xlabel("capture -> readable (read_committed), ms (wall clock)")
     middle.set_ylabel("share of records")
     middle.set_title(f"Latency CDF at {lat['machine_cpu_load']:.0%} machine CPU (CPU clock)")
     middle.legend(fontsize=8)
     series = lat.get("latency_series", [])
     right.scatter([t / 1000 for t, _ in series], [v for _, v in series], s=6)
     right.set_xlabel("capture time in the latency run, s (wall clock)")
-    right.set_ylabel("frame -> hit visible, ms (wall clock)")
+    right.set_ylabel("frame -> hit readable, ms (wall clock)")
     right.set_title(f"Frame -> hit over the run ({lat['offered_frames_per_s']} frames/s offered)")
     fig.tight_layout()
     path = out / "pipeline_throughput_latency.png"
