@@ -21,6 +21,21 @@ with a Strong read (`_settle`), after which any search sees it, and listing and 
 Strong themselves. A server keeps what a purge removed in its message queue and object
 storage until their retention and garbage collection end (docs/accountability.md): the erasure
 above is complete only with Milvus Lite.
+
+Values in filters. Every string that goes into a Milvus filter is checked against an alphabet
+instead of escaped (`filter_value_problem`): ids (model, authorisation, entry) must be
+`[A-Za-z0-9_.@:-]`, at most 128 characters, and are written between double quotes as they are.
+Escaping was measured and refused (tests/gallery/test_filter_values.py): the two backends parse
+escapes differently (a 2.3 server decodes `\u0041` and `\b` like Go's strconv, Milvus Lite
+rejects both as unknown escapes), so a string escaped for one is a different string, or an error,
+on the other, and the next Milvus version may differ again. An alphabet without quotes,
+backslashes or spaces needs no escaping on any of them, so nothing can be injected whatever the
+parser. What feeds the filters is made to fit: model ids are derived in that alphabet
+(vision/models.py), authorisation and entry ids are generated hex. A record whose model id is
+outside it cannot name any model in the gallery (`add` refuses such entries), and the matcher
+dead-letters it (`bad_model_id`). Identities are free text, so they are the one exception:
+quoted as they are, refusing only what would change the literal (quotes, backslashes, line
+breaks and other control characters); `gallery remove --identity` is their only filter.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +78,38 @@ _STRONG = "Strong"
 _NOT_LOADED = ("call load()", "collection not loaded")
 """How Milvus Lite and a 2.3 server say a collection is released."""
 _LOAD_WAIT_S = 10.0
-_SAFE = re.compile(r"^[A-Za-z0-9_.@:\-]*$")
+MAX_FILTER_VALUE = 128
+"""The longest id a filter takes: the widest id column (`model_id`); a longer one matches nothing."""
+_SAFE_CHARS = re.compile(r"[A-Za-z0-9_.@:\-]")
+_SAFE = re.compile(rf"{_SAFE_CHARS.pattern}{{0,{MAX_FILTER_VALUE}}}")
+MAX_IDENTITY_BYTES = 256
+"""The identity column's width. A 2.3 server counts it in UTF-8 bytes (Milvus Lite in characters):
+a longer identity cannot be stored, nor searched for."""
 
 
-def _quote(value: str) -> str:
-    """A string literal for a Milvus filter; ids are restricted so nothing can be injected."""
-    if not _SAFE.match(value):
-        raise ValueError(f"unsafe value in gallery filter: {value!r}")
+def filter_value_problem(value: str) -> str | None:
+    """Why an id cannot be written into a gallery filter, or None when it can.
+
+    An alphabet, not escaping: see the module docstring for why (the backends' escapes differ)."""
+    if len(value) > MAX_FILTER_VALUE:
+        return f"{len(value)} characters, over the {MAX_FILTER_VALUE} a gallery id may have"
+    if not _SAFE.fullmatch(value):
+        bad = "".join(sorted({c for c in value if not _SAFE_CHARS.fullmatch(c)}))
+        return f"characters other than letters, digits and _ . @ : - ({shown(bad, 20)})"
+    return None
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A value for an error message or a dead-letter header: repr, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
+
+
+def _quote(value: str, what: str) -> str:
+    """A string literal for a Milvus filter, or ConfigError (one line at the CLI) saying why not."""
+    problem = filter_value_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{what} {shown(value)} cannot be used in a gallery filter: {problem}")
     return f'"{value}"'
 
 
@@ -190,8 +231,15 @@ class Gallery:
             raise GalleryUnavailable(f"Milvus call {getattr(fn, '__name__', fn)} failed: {exc}") from exc
 
     def add(self, entries: Sequence[GalleryEntry], vectors: npt.NDArray[np.float32]) -> None:
+        """Store entries; one whose ids or identity no filter could name is refused (ConfigError), so
+        no entry exists that cannot be searched, listed by identity, or purged."""
         if len(entries) != len(vectors):
             raise ValueError("one vector per entry")
+        for e in entries:
+            _quote(e.model_id, "model id")
+            _quote(e.authorisation_id, "authorisation id")
+            _quote(e.entry_id, "entry id")
+            _quote_identity(e.identity)
         by_partition: dict[str, list[dict[str, Any]]] = {}
         for e, v in zip(entries, vectors, strict=True):
             row = {**{f: getattr(e, f) for f in _ENTRY_FIELDS}, "vector": v.astype(np.float32).tolist()}
@@ -240,16 +288,20 @@ class Gallery:
         """Entries scoring at least `threshold`, best first, for each vector.
 
         Only entries of the same model, not expired, and (when given) under one of
-        `authorisation_ids` can be returned: the filter runs inside Milvus.
+        `authorisation_ids` can be returned: the filter runs inside Milvus. An id outside the
+        filter alphabet is a ConfigError, before Milvus sees it; the matcher dead-letters such
+        records first (stages/match.py), so only a configuration can raise it there.
         """
         if len(vectors) == 0:
             return []
         if authorisation_ids is not None and not authorisation_ids:
             return [[] for _ in vectors]
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        clauses = [f"model_id == {_quote(model_id)}", f"valid_until_ms > {int(now_ms)}"]
+        clauses = [f"model_id == {_quote(model_id, 'model id')}", f"valid_until_ms > {int(now_ms)}"]
         if authorisation_ids is not None:
-            clauses.append(f"authorisation_id in [{', '.join(_quote(a) for a in authorisation_ids)}]")
+            clauses.append(
+                f"authorisation_id in [{', '.join(_quote(a, 'authorisation id') for a in authorisation_ids)}]"
+            )
         results = self._call(
             self._client.search,
             self.collection,
@@ -320,7 +372,7 @@ class Gallery:
         return self.entries(f"identity == {_quote_identity(identity)}")
 
     def entries_of_authorisation(self, authorisation_id: str) -> list[GalleryEntry]:
-        return self.entries(f"authorisation_id == {_quote(authorisation_id)}")
+        return self.entries(f"authorisation_id == {_quote(authorisation_id, 'authorisation id')}")
 
     def remove_identity(self, identity: str) -> int:
         gone = self.entries_of(identity)
@@ -331,7 +383,7 @@ class Gallery:
         """Erase entries, vectors included (see the module docstring); returns those that existed."""
         if not entry_ids:
             return []
-        ids = ", ".join(_quote(i) for i in entry_ids)
+        ids = ", ".join(_quote(i, "entry id") for i in entry_ids)
         with self._lock:
             gone = self.entries(f"entry_id in [{ids}]")
             self._call(self._client.delete, self.collection, ids=list(entry_ids))
@@ -349,7 +401,9 @@ class Gallery:
                 self._drop_partition(partition)
             # Entries written before partitions existed sit in _default: delete those too.
             self._call(
-                self._client.delete, self.collection, filter=f"authorisation_id == {_quote(authorisation_id)}"
+                self._client.delete,
+                self.collection,
+                filter=f"authorisation_id == {_quote(authorisation_id, 'authorisation id')}",
             )
             self._settle()
         return count
@@ -449,8 +503,25 @@ def _release_lite(key: str) -> None:
     server_manager_instance.release_server(key)
 
 
+def identity_problem(identity: str) -> str | None:
+    """Why an identity cannot be written into a gallery filter, or None when it can.
+
+    Identities are free text chosen by officers (any script), so they get no alphabet; what is
+    refused is what would end or change the literal: a double quote, a backslash (each backend
+    reads escapes its own way) and control, format or line-separator characters (a raw newline
+    ends the literal on both); and more than the column holds, in bytes (found on the 2.3 server:
+    an enrollment of 100 Bengali signs failed there as "Milvus call upsert failed")."""
+    bad = {c for c in identity if c in '"\\' or unicodedata.category(c)[0] == "C" or c in "\u2028\u2029"}
+    if bad:
+        return f"a quote, backslash or control character ({shown(''.join(sorted(bad)), 20)})"
+    size = len(identity.encode())
+    if size > MAX_IDENTITY_BYTES:
+        return f"{size} bytes in UTF-8, over the {MAX_IDENTITY_BYTES} an identity may have"
+    return None
+
+
 def _quote_identity(identity: str) -> str:
-    """Identities are free text chosen by officers; escape them for the filter."""
-    if any(c in identity for c in '\\"\n\r'):
-        raise ConfigError(f"identity {identity!r} contains a quote, backslash or newline")
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise ConfigError(f"identity {shown(identity)} cannot be used in a gallery filter: {problem}")
     return f'"{identity}"'

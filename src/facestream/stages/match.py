@@ -1,4 +1,11 @@
-"""embeddings → hits: search the gallery; a face that matches nothing is dropped, never stored."""
+"""embeddings → hits: search the gallery; a face that matches nothing is dropped, never stored.
+
+A record's `model_id` is the one string of it that reaches a Milvus filter (the authorisation
+ids come from the policy, the others are never searched on). One that no filter can take
+(gallery/store.py: an alphabet, no escaping) is dead-lettered as `bad_model_id` before any
+search, so no record can stop the stage or widen a search; models facestream loads always
+have ids that fit (vision/models.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,12 @@ from typing import Protocol
 import numpy as np
 
 from facestream.errors import InvalidMessage
-from facestream.gallery.store import Gallery, GalleryHit
+from facestream.gallery.store import Gallery, GalleryHit, filter_value_problem, shown
 from facestream.messages import Embedding, Hit
 from facestream.runtime import metrics
+
+BAD_MODEL_ID = "bad_model_id"
+"""The dead-letter reason of a record whose model_id cannot be written into a gallery filter."""
 
 
 class MatchPolicy(Protocol):
@@ -75,6 +85,13 @@ class MatchStage:
                 outcomes[i] = InvalidMessage(
                     "bad_vector",
                     f"vector has {emb.vector.size} values; the gallery holds {self._gallery.dim}",
+                )
+                continue
+            problem = filter_value_problem(emb.model_id)
+            if problem is not None:
+                # Found by issue 12: a model file named with a space crash-looped the matcher here.
+                outcomes[i] = InvalidMessage(
+                    BAD_MODEL_ID, f"model_id {shown(emb.model_id)} cannot name a gallery model: {problem}"
                 )
                 continue
             if self._policy.suspended(emb.ref.camera_id, emb.ref.captured_at_ms):

@@ -16,8 +16,10 @@ import base64
 import hashlib
 import io
 import os
+import re
 import tarfile
 import tempfile
+import unicodedata
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +165,8 @@ def load_model(ref: str, sha256: str | None = None, model_dir: Path | None = Non
     """Resolve a built-in name or a file path to verified bytes.
 
     A built-in name is checked against its pinned sha256; a path needs `sha256` from the
-    operator. The model id is `<name>@<sha256 prefix>`, so vectors from different weights
-    are never compared with each other.
+    operator. The model id is `<name>@<sha256 prefix>` (`model_id_for`), so vectors from
+    different weights are never compared with each other.
     """
     spec = BUILTIN_MODELS.get(ref)
     if spec is not None:
@@ -188,4 +190,29 @@ def load_model(ref: str, sha256: str | None = None, model_dir: Path | None = Non
     actual = sha256_of(data)
     if actual != expected.lower():
         raise ModelError(f"model {ref!r} fails its checksum: sha256 {actual}, expected {expected}")
-    return LoadedModel(model_id=f"{name}@{actual[:12]}", data=data)
+    return LoadedModel(model_id=model_id_for(name, actual), data=data)
+
+
+_KEPT_NAME = re.compile(r"[A-Za-z0-9_.@:\-]{1,115}")
+"""Names used in model ids as they are: the gallery filter's alphabet (gallery/store.py), short
+enough that the id fits the 128 characters of the gallery's model_id column."""
+_ID_NAME_LENGTH = 64
+_NOT_ID_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def model_id_for(name: str, sha256: str) -> str:
+    """`<name>@<first 12 hex digits of sha256>`, always writable into a gallery filter.
+
+    The id is a string literal in every gallery search, and the filter takes ids only from an
+    alphabet, unescaped (gallery/store.py says why: the Milvus backends escape differently). So
+    the name part is made to fit rather than the filter made to escape: a name already in the
+    alphabet (every built-in one, and any file name that worked before) is kept as it is, so
+    existing galleries' entries keep matching; any other ("arcface r50 (licensed)") becomes its
+    ASCII letters, digits, `_ . -` with every other run turned into one `-`, at most 64 of them
+    ("arcface-r50-licensed"). The sha256 prefix, not the name, tells weights apart, so two
+    names that normalise alike name the same model only if they are the same weights."""
+    if _KEPT_NAME.fullmatch(name):
+        return f"{name}@{sha256[:12].lower()}"
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = _NOT_ID_NAME.sub("-", ascii_name).strip("-.")[:_ID_NAME_LENGTH].rstrip("-.")
+    return f"{cleaned or 'model'}@{sha256[:12].lower()}"
