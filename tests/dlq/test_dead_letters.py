@@ -15,6 +15,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 
 from facestream import codec
 from facestream.errors import InvalidMessage
-from facestream.messages import ALIGNED_BYTES, Embedding, Face, Frame
+from facestream.messages import ALIGNED_BYTES, Embedding, Face, Frame, FrameRef
 from facestream.settings import KafkaSettings, ModelSettings
 from facestream.transport import topics
 from facestream.transport.base import Envelope
@@ -214,6 +215,28 @@ def test_bad_jpegs_are_dead_lettered_by_the_detector(deployment: Deployment, kin
         assert image is not None and image.shape[0] * image.shape[1] > MAX_FRAME_PIXELS
     good = good_frame(deployment.faces_dir, "cam-bad")
     dead_letter_then_good(deployment, "detector", frame_with(deployment, picture), reason, good)
+
+
+def test_a_frame_dated_2096_is_dead_lettered_by_the_detector(deployment: Deployment) -> None:
+    """A capture time far in the future (a camera clock far off, a forged record) would open an episode
+    in 2096 and hide that person's later genuine hits. The detector, started without
+    --max-future-skew-s as the chart starts it, dead-letters it undecoded (`future_timestamp`, the
+    code's default 300 s) and processes the genuine frame behind it."""
+    d = deployment
+    good = good_frame(d.faces_dir, "cam-future")
+    at = int(datetime(2096, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    ref = FrameRef(good.ref.camera_id, f"{good.ref.camera_id}@{at}", at, good.ref.source)
+    bad = codec.FRAMES.encode(Frame(ref, good.width, good.height, good.jpeg))  # a real face, a bad time
+    dead_letter_then_good(d, "detector", bad, "future_timestamp", good)
+    letter = d.seen.wait_for(
+        d.topic(topics.dlq("detector")),
+        lambda env: headers(env).get("fs.dlq.reason") == "future_timestamp" and env.value == bad,
+        "the dead letter of the 2096 frame",
+    )
+    assert "at most 300 s" in headers(letter)["fs.dlq.detail"], headers(letter)
+    assert letter.key == good.key
+    faces = d.seen.messages(d.topic(topics.FACES))
+    assert not [e for e in faces if frame_id(codec.FACES, e) == ref.frame_id], "the 2096 frame was processed"
 
 
 # -- the wire format, on every consuming stage ---------------------------------------------------------

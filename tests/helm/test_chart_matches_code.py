@@ -1,23 +1,27 @@
-"""The chart and the code agree: topics, commands, settings, image user."""
+"""The chart and the code agree: topics (and their record size limit), commands, settings, image user."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource  # type: ignore[attr-defined]
 from pydantic_settings import BaseSettings
 
 import facestream.cli
 from facestream.commands.kafka_admin import pairs
 from facestream.settings import KafkaSettings
 from facestream.transport.kafka import client_config
-from facestream.transport.topics import CATALOGUE, catalogue
-from tests.fixtures.helm import CHART, REPO, Rendered
+from facestream.transport.topics import CATALOGUE, MAX_BATCH_BYTES, PRODUCER_BATCH_BYTES, catalogue
+from tests.fixtures.helm import CHART, CI_VALUES, REPO, Rendered, RenderResult
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+STRIMZI = next(p for p in CI_VALUES if "strimzi" in p.name)
 EXTRA_ENV = {"FACESTREAM_NPM_REGISTRY"}  # read by vision/models.py, not a settings field
 
 
@@ -68,6 +72,38 @@ def test_kafka_topics_carry_retention_and_segment(rendered: dict[str, Rendered])
         assert config["cleanup.policy"] == spec["cleanupPolicy"]
         if spec["retentionMs"] > 0:
             assert spec["segmentMs"] <= spec["retentionMs"], f"{name}: a segment outlives retention"
+
+
+def test_max_message_bytes_equals_the_code() -> None:
+    """One value sizes every topic's records, and it is the code's: large frames are not refused."""
+    assert VALUES["topics"]["maxMessageBytes"] == MAX_BATCH_BYTES
+    limit = SCHEMA["properties"]["topics"]["properties"]["maxMessageBytes"]
+    assert limit["minimum"] == PRODUCER_BATCH_BYTES, "below batch.size whole batches of fitting records fail"
+
+
+def test_kafka_topics_carry_max_message_bytes(
+    rendered: dict[str, Rendered], render: Callable[..., RenderResult]
+) -> None:
+    """Every KafkaTopic carries topics.maxMessageBytes: the default, and another value when set."""
+    topics = rendered["03-strimzi"].of_kind("KafkaTopic")
+    assert len(topics) == len(CATALOGUE)
+    assert {t["spec"]["config"]["max.message.bytes"] for t in topics} == {str(MAX_BATCH_BYTES)}
+    chosen = render(STRIMZI, ["topics.maxMessageBytes=4194304"])
+    assert chosen.returncode == 0, chosen.stderr
+    topics = [o for o in chosen.objects if o["kind"] == "KafkaTopic"]
+    assert len(topics) == len(CATALOGUE)
+    assert {t["spec"]["config"]["max.message.bytes"] for t in topics} == {"4194304"}
+
+
+def test_topic_job_refuses_a_limit_it_cannot_apply(render: Callable[..., RenderResult]) -> None:
+    """`facestream topics create` gives the image's own limit (the code's), so the Job path takes no
+    other; the refusal names the chart's idea of the image's limit, which must be the code's."""
+    same = render(sets=[f"topics.maxMessageBytes={MAX_BATCH_BYTES}"])
+    assert same.returncode == 0, same.stderr
+    other = render(sets=[f"topics.maxMessageBytes={MAX_BATCH_BYTES - 1}"])
+    assert other.returncode != 0 and other.objects == []
+    assert f"gives every topic the image's own {MAX_BATCH_BYTES};" in other.stderr, other.stderr
+    assert "strimzi.topics.enabled" in other.stderr
 
 
 def test_kafka_users_grant_only_their_own_topics(rendered: dict[str, Rendered]) -> None:
@@ -151,9 +187,16 @@ def test_topic_job_arguments_create_the_topics(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    metadata = AdminClient(client_config(kafka_broker)).list_topics(timeout=10)
+    admin = AdminClient(client_config(kafka_broker))
+    metadata = admin.list_topics(timeout=10)
     for name, n in parts.items():
         assert len(metadata.topics[prefix + name].partitions) == min(n, 2)
+    # every topic carries the chart's max.message.bytes as its own setting, not the broker's default
+    resources = [ConfigResource("topic", prefix + name) for name in parts]
+    for resource, future in admin.describe_configs(resources, request_timeout=30).items():
+        entry = future.result(timeout=30)["max.message.bytes"]
+        assert entry.value == str(VALUES["topics"]["maxMessageBytes"]), resource
+        assert ConfigSource(entry.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG, resource
 
 
 def test_image_user_matches_the_chart() -> None:

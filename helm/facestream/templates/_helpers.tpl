@@ -110,6 +110,12 @@ review:
 {{- toYaml $out -}}
 {{- end -}}
 
+{{/*
+The max.message.bytes `facestream topics create` (the topic Job) gives every topic it creates: the
+image's MAX_BATCH_BYTES (src/facestream/transport/topics.py; tests/helm keeps the two equal).
+*/}}
+{{- define "facestream.imageMaxMessageBytes" -}}10485760{{- end -}}
+
 {{/* A topic's full name. Call with (list $ "frames"). */}}
 {{- define "facestream.topic" -}}
 {{- printf "%s%s" (index . 0).Values.kafka.topicPrefix (index . 1) -}}
