@@ -358,7 +358,11 @@ def index_state(client: Any, collection: str) -> dict[str, Any]:
     info = client.describe_index(collection, "vector")
     segments = client.list_loaded_segments(collection)
     sizes = sorted(int(s.num_rows) for s in segments)
-    unindexed = [int(s.num_rows) for s in segments if not s.index_id and s.num_rows >= _MIN_INDEX_ROWS]
+    # FLAT is no loaded index on a 2.3 server (its segments show index id 0): raw data is searched
+    indexed_type = info.get("index_type", "FLAT") != "FLAT"
+    unindexed = [
+        int(s.num_rows) for s in segments if indexed_type and not s.index_id and s.num_rows >= _MIN_INDEX_ROWS
+    ]
     return {
         "loaded_mem_mb": round(sum(int(s.mem_size) for s in segments) / 2**20, 1),
         "total_rows": int(info.get("total_rows", 0)),
