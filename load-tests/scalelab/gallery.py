@@ -900,6 +900,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "b1_p50_ms": s["b1_p50_ms"],
         "b1_p99_ms": s["b1_p99_ms"],
         "server_cpu_ms_per_b32": s.get("server_cpu_ms_per_b32"),
+        "pending_index_rows_at_search": (main.get("index") or {}).get("pending_index_rows_at_search", 0),
         "recall_genuine": s["recall_genuine"],
         "recall_genuine_n": s["n_genuine"],
         "server_rss_mb": main["rss_mb"],
