@@ -37,9 +37,11 @@ from facestream.runtime.service import (
     Settings,
     close_opened,
     enforce_grace,
+    install_stop_handlers,
     parse_settings,
     setup_logging,
     start_health,
+    wait_for_kafka,
 )
 from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
 from facestream.stages.match import MatchStage
@@ -107,11 +109,16 @@ def run(args: argparse.Namespace) -> int:
         opened.append(matching)
         return serving(matching)
 
+    health = start_health(runtime)
+    # Until the loops run, SIGTERM ends the wait for Kafka (or the opening, within the grace period);
+    # serve() installs its own handlers.
+    install_stop_handlers(stop, runtime.shutdown_grace_s)
+    if not wait_for_kafka(settings[KafkaSettings], health, stop):
+        return 0  # stopped while waiting: nothing was started
     try:
         episodes = EpisodesApp(
             EpisodesConfig.resolve(settings[KafkaSettings], settings[MatcherSettings], runtime.replica_id)
         )
-        health = start_health(runtime)
         # opens the gallery and the audit chain, closed on the way out
         runner = dataclasses.replace(SERVICE, build=build_kept).runner(settings, stop, health)
     except ConfigError as exc:

@@ -48,6 +48,12 @@ class KafkaSettings(BaseSettings):
         "",
         description="librdkafka debug contexts (e.g. 'cgrp,fetch'), written to stderr; for diagnosis only",
     )
+    metadata_recovery_strategy: Literal["none", "rebootstrap"] = Field(
+        "none",
+        description="librdkafka metadata.recovery.strategy when every known broker is down: none keeps the "
+        "brokers the client learned and reconnects to them by name; rebootstrap (librdkafka's default) "
+        "forgets them, which left transaction calls blocked for good after a broker restart",
+    )
 
 
 class RuntimeSettings(BaseSettings):
@@ -124,6 +130,13 @@ class SamplerSettings(BaseSettings):
         False, description="pace video files at their own speed, as a live camera would be"
     )
     loop_files: bool = Field(False, description="restart video files at their end (soak tests)")
+    resume_lookback_records: int = Field(
+        5000,
+        ge=0,
+        description="a file camera a sampler starts goes on after its last frame found among this many "
+        "newest records of its `frames` partition (published under the same config); 0: files play "
+        "from their start",
+    )
 
 
 class DetectorSettings(BaseSettings):

@@ -34,7 +34,7 @@ class Published:
         self.frames: list[Frame] = []
         self._lock = threading.Lock()
 
-    def __call__(self, frame: Frame) -> None:
+    def __call__(self, frame: Frame, spec: CameraSpec | None = None) -> None:
         with self._lock:
             self.frames.append(frame)
 

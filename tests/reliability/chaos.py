@@ -8,6 +8,7 @@ partitions back at once and fences whatever its killed predecessor left open.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaConsumer
+from tests.fixtures.reliability import PrivateBroker
 from tests.integration.processes import ServiceProcess, Services, kafka_args
 
 log = logging.getLogger(__name__)
@@ -111,3 +113,26 @@ class Watch:
 
 def matches_watch(settings: KafkaSettings) -> Watch:
     return Watch(settings, topics.MATCHES)
+
+
+def kill_broker(broker: PrivateBroker, timeout_s: float = 30) -> None:
+    """SIGKILL the private broker: no controlled shutdown, no hand-over of its group and transaction
+    coordinators, its logs recovered at the next start. `broker.start()` brings it back (same data
+    dir and ports)."""
+    pid = broker.pid
+    broker.resume()  # a frozen process dies as well, but say so
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"broker {pid} still alive {timeout_s}s after SIGKILL"
+        time.sleep(0.1)
+    # kafka.sh would take a pid that lingers as a zombie (nobody reaps it here) for a running broker.
+    (broker.data_dir / "kafka.pid").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -60,10 +60,11 @@ def enroll_people(gallery_uri: str, state_dir: Path, model_dir: Path, faces_dir:
             "--model-dir", str(model_dir), *(str(p) for p in photos))  # fmt: skip
 
 
-def camera_videos(faces_dir: Path, out: Path) -> dict[str, Path]:
+def camera_videos(faces_dir: Path, out: Path, rounds: int = 1) -> dict[str, Path]:
     """Three episodes per camera, separated by 4 s of background (more than the episode gap);
     the last episode of each shows again someone of the first, so replays of the first
-    episode arrive after a later one of the same person."""
+    episode arrive after a later one of the same person. `rounds` plays the three that many
+    times (about 24 s of video a round, with the gaps)."""
     probe, scenes = faces_dir / "probe", faces_dir / "scenes"
     playlists = {
         "gate": [probe / "obama.jpg", probe / "alex_lacamoire.jpg", probe / "obama.jpg"],
@@ -74,7 +75,7 @@ def camera_videos(faces_dir: Path, out: Path) -> dict[str, Path]:
         ],
     }
     return {
-        camera: make_camera_video(photos, out / f"{camera}.mp4", seconds_each=4, gap_seconds=4)
+        camera: make_camera_video(photos * rounds, out / f"{camera}.mp4", seconds_each=4, gap_seconds=4)
         for camera, photos in playlists.items()
     }
 

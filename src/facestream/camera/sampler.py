@@ -18,14 +18,15 @@ import numpy as np
 
 from facestream.camera.sources import Captured, FrameSource
 from facestream.camera.spec import CameraSpec
-from facestream.errors import CameraError
+from facestream.errors import CameraError, FacestreamError
 from facestream.imaging import encode_jpeg
 from facestream.messages import Frame, FrameRef
 from facestream.runtime import metrics
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Frame], None]
+Publish = Callable[[Frame], bool | None]
+"""Queue a frame for publishing; False when it was dropped instead (refused for good)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,13 @@ class CameraWorker:
     Reconnect delays double from `Backoff.initial_s` up to `max_s`, and start over once a
     reopened camera has delivered a frame. Once stopped, a worker touches no metric again,
     so the fleet can remove the camera's series without a late write bringing them back.
+
+    `last_captured_at_ms` is the capture time of the last frame it handed to `publish`: a source
+    reopened after a failure, or a worker started again for the same camera (`resume_after_ms`),
+    goes on after it where the source can (files: camera/sources.py `FrameSource.resume_after`)
+    instead of publishing the file again from its start. A worker that knows nothing yet asks
+    `resume_lookup` (where a former sampler of this camera stopped) before it first opens a source
+    that can resume; a lookup that fails is retried like a failed open.
     """
 
     def __init__(
@@ -132,6 +140,9 @@ class CameraWorker:
         encoder: FrameEncoder,
         publish: Publish,
         backoff: Backoff,
+        *,
+        resume_after_ms: int | None = None,
+        resume_lookup: Callable[[], int | None] | None = None,
     ) -> None:
         self.spec = spec
         self.monitor = CameraMonitor(spec.camera_id)
@@ -141,6 +152,8 @@ class CameraWorker:
         self._backoff = backoff
         self._stop = threading.Event()
         self._delivered = False
+        self.last_captured_at_ms = resume_after_ms
+        self._resume_lookup = resume_lookup if resume_after_ms is None else None
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self.run, name=f"camera-{spec.camera_id}", daemon=True)
 
@@ -166,6 +179,9 @@ class CameraWorker:
                 attempts += 1
                 self._delivered = False
                 try:
+                    self._look_up_where_it_was()
+                    if self.last_captured_at_ms is not None:
+                        self._source.resume_after(self.last_captured_at_ms)
                     self._source.open()
                     if self._pump():
                         return  # a finite source ended
@@ -186,6 +202,19 @@ class CameraWorker:
         finally:
             self.finished.set()
 
+    def _look_up_where_it_was(self) -> None:
+        lookup = self._resume_lookup
+        if lookup is None or not self._source.resumable:
+            return
+        try:
+            found = lookup()
+        except FacestreamError as exc:
+            raise CameraError(f"where it stopped before is unknown ({exc}): not started yet") from None
+        self._resume_lookup = None
+        if found is not None and self.last_captured_at_ms is None:
+            self.last_captured_at_ms = found
+            log.info("camera %s goes on after its frame of %d, published before", self.spec.camera_id, found)
+
     def _pump(self) -> bool:
         """Publish frames until stopped (False) or the source ends (True)."""
         while not self._stop.is_set():
@@ -197,8 +226,10 @@ class CameraWorker:
                 return True
             self.monitor.observe(captured.image)
             frame = self._encoder.frame(self.spec, captured)
-            self._publish(frame)
+            published = self._publish(frame) is not False
+            self.last_captured_at_ms = captured.captured_at_ms  # handled, published or dropped
             self._delivered = True
-            metrics.FRAMES_PUBLISHED.labels(self.spec.camera_id).inc()
-            metrics.FRAME_BYTES.observe(len(frame.jpeg))
+            if published:
+                metrics.FRAMES_PUBLISHED.labels(self.spec.camera_id).inc()
+                metrics.FRAME_BYTES.observe(len(frame.jpeg))
         return False

@@ -59,6 +59,12 @@ class FrameSource(ABC):
 
     live: bool = False
 
+    @property
+    def resumable(self) -> bool:
+        """Whether `resume_after` means anything here: the source plays the same frames, under the
+        same capture times, every time it is opened (a file with a fixed start, a still)."""
+        return False
+
     def __init__(self, spec: CameraSpec, fps: float, *, max_pixels: int = MAX_FRAME_PIXELS) -> None:
         self.spec = spec
         self.fps = fps
@@ -77,6 +83,12 @@ class FrameSource(ABC):
         """
 
     def close(self) -> None:
+        return None
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        """From the next `open()` on, yield only frames captured after `captured_at_ms` (the last one
+        already published), where the source can tell: a file played again from its start would
+        publish every frame again. Live sources have nothing to replay and ignore it."""
         return None
 
     def cancel(self) -> None:
@@ -128,10 +140,21 @@ class StillImage(FrameSource):
         self._at = int(path.stat().st_mtime * 1000)
         self._done = False
 
+    _after_ms: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return True
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        self._after_ms = captured_at_ms
+
     def read(self) -> Captured | None:
         if self._done or self._cancelled.is_set():
             return None
         self._done = True
+        if self._after_ms is not None and self._at <= self._after_ms:
+            return None  # published already
         with self._mapped(Path(self.spec.url)) as data:
             try:
                 image = decode_image(data, max_pixels=self.max_pixels)
@@ -158,6 +181,12 @@ class VideoFile(FrameSource):
     The k-th sample is the first frame at or after k/fps seconds of media, so the achieved
     rate is `fps` (or the file's own rate, if lower) whatever the ratio of the two. With
     `loop`, media time keeps running across restarts, and so do the capture times.
+
+    `resume_after` skips, on the same grid, the samples captured at or before a given time: with
+    a fixed `start_at_ms` a sample's capture time names its media position, so a file reopened
+    goes on where it was (frames before are grabbed, never retrieved). Without one (media time 0
+    is when the file is opened) or with `loop`, capture times change on every open and the file
+    plays from its start.
     """
 
     def __init__(
@@ -173,11 +202,22 @@ class VideoFile(FrameSource):
         self._realtime = realtime
         self._loop = loop
         self._capture: cv2.VideoCapture | None = None
+        self._after_ms: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.spec.start_at_ms is not None and not self._loop
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        if self.resumable:
+            self._after_ms = captured_at_ms
 
     def open(self) -> None:
         self._capture = self._open_capture()
         self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
-        self._opened_at = time.monotonic()
+        # Paced from where it resumes: the first frame after it comes one interval from now.
+        skipped_s = max(0, self._after_ms - self._epoch_ms) / 1000.0 if self._after_ms is not None else 0.0
+        self._opened_at = time.monotonic() - skipped_s
         self._native_fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0
         self._index = 0  # frames grabbed since the start of the current pass
         self._pass_offset_ms = 0.0  # media time of the current pass's first frame
@@ -207,6 +247,8 @@ class VideoFile(FrameSource):
             if media_ms + 1e-6 < self._next_sample_ms:
                 continue  # grabbed, never retrieved: no colour conversion for skipped frames
             self._next_sample_ms = (int(media_ms / interval + 1e-6) + 1) * interval
+            if self._after_ms is not None and self._epoch_ms + round(media_ms) <= self._after_ms:
+                continue  # sampled and published before the file was reopened
             ok, image = self._capture.retrieve()
             if not ok or image is None:
                 raise self._error(f"frame {self._index} does not decode")
@@ -388,6 +430,11 @@ class SnapshotFolder(FrameSource):
         super().__init__(spec, fps, max_pixels=max_pixels)
         self._stall_timeout_s = stall_timeout_s
         self._last_mtime_ns = -1
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        """A snapshot's capture time is its modification time, in ms: every snapshot of that
+        millisecond or before was taken."""
+        self._last_mtime_ns = max(self._last_mtime_ns, (captured_at_ms + 1) * 1_000_000 - 1)
 
     def open(self) -> None:
         self._dir = Path(self.spec.url)

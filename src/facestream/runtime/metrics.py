@@ -43,7 +43,8 @@ ERRORS = Counter(
 )
 INPUT_REJOINS = Counter(
     "facestream_input_rejoins_total",
-    "Times a stage found its input stalled (messages waiting, none delivered) and rejoined with a new client",
+    "Times a stage rejoined its group with a new client: its input stalled (messages waiting, none "
+    "delivered), or its client was dead (a static member fenced)",
     ["stage"],
 )
 CONSUMER_LAG = Gauge(

@@ -57,6 +57,7 @@ from facestream.transport.base import (
     Envelope,
     Headers,
     Producer,
+    Rejoining,
     TopicPartition,
     next_offsets,
 )
@@ -284,6 +285,9 @@ class StageRunner(Generic[I, O]):
         self._committed: dict[TopicPartition, int] = {}
         self._stall_watch = StallWatch(self.policy.stall_s)
         self._last_watch = 0.0
+        self._rejoining = consumer if isinstance(consumer, Rejoining) else None
+        """The consumer, where its client can be replaced (Kafka): watched for stalls, its rejoins counted."""
+        self._fatal_rejoins = self._rejoining.fatal_rejoins if self._rejoining is not None else 0
         self._refused: dict[Position, DeadLetter] = {}
         """Inputs of a rolled-back batch to dead-letter when read again."""
         self._suspects: set[Position] = set()
@@ -549,21 +553,26 @@ class StageRunner(Generic[I, O]):
     def _watch_input(self) -> None:
         """Eight times per `stall_s`, between batches: a consumer that stopped delivering although its
         input has messages (or cannot reach Kafka at all) for `stall_s` is replaced."""
-        progress = getattr(self.consumer, "progress", None)
+        consumer = self._rejoining
         now = time.monotonic()
-        if progress is None or self.policy.stall_s <= 0 or now - self._last_watch < self.policy.stall_s / 8:
+        if consumer is None or self.policy.stall_s <= 0 or now - self._last_watch < self.policy.stall_s / 8:
             return
         self._last_watch = now
-        stalled = self._stall_watch.observe(progress())
+        stalled = self._stall_watch.observe(consumer.progress())
         if stalled is None:
             return
         metrics.INPUT_REJOINS.labels(self._name).inc()
         log.error("%s: input stalled (%s): rejoining the group with a new Kafka client", self._name, stalled)
-        self.consumer.rejoin()  # type: ignore[attr-defined]  # a consumer with progress() has it
+        consumer.rejoin()
         self._stall_watch.reset()
 
     def _polled(self) -> None:
         self.health.polled()
+        consumer = self._rejoining
+        if consumer is not None and consumer.fatal_rejoins > self._fatal_rejoins:  # a dead client replaced
+            metrics.INPUT_REJOINS.labels(self._name).inc(consumer.fatal_rejoins - self._fatal_rejoins)
+            self._fatal_rejoins = consumer.fatal_rejoins
+            self._stall_watch.reset()
         now = time.time()
         metrics.LAST_POLL.labels(self._name).set(now)
         lag = getattr(self.consumer, "lag", None)

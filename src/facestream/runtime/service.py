@@ -9,6 +9,11 @@ hung call can never turn a rolling update into a wait for SIGKILL with no word o
 
 On Kafka every consuming stage commits through a transaction (runtime/commit.py); its
 transactional id and its static group membership come from `--replica-id`.
+
+A service started while Kafka is down (a cluster restart, a node that comes up first) waits
+for it rather than exiting: exiting would only make Kubernetes restart it in a back-off loop.
+Meanwhile /readyz says not ready, /healthz stays green (waiting is not a hang), and the log
+says what it waits for.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from pydantic_settings import BaseSettings
 
 from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
@@ -36,7 +43,7 @@ from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, RuntimeSettings
 from facestream.stages.base import Stage
 from facestream.transport import topics
-from facestream.transport.kafka import KafkaConsumer, TransactionalProducer
+from facestream.transport.kafka import KafkaConsumer, TransactionalProducer, client_config
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,49 @@ def start_health(runtime: RuntimeSettings, *, max_poll_age_s: float | None = Non
     return health
 
 
+KAFKA_WAIT_LOG_EVERY_S = 30.0
+
+
+def wait_for_kafka(
+    kafka: KafkaSettings, health: Health, stop: threading.Event, *, every_s: float = 1.0
+) -> bool:
+    """Until Kafka answers a metadata request; False if `stop` was set first.
+
+    Not ready meanwhile (the caller sets readiness once its loop runs), but alive: the wait
+    stamps the liveness clock, so a probe does not restart a pod that only waits for Kafka. A
+    refused login or a missing right is logged as such by the client (transport/kafka.py), and
+    waited out too: fixed by an operator, the service starts without a restart.
+    """
+    admin = AdminClient(client_config(kafka))
+    started = time.monotonic()
+    logged: float | None = None
+    while True:
+        health.polled()
+        try:
+            if admin.list_topics(timeout=5.0).brokers:
+                if logged is not None:
+                    log.info(
+                        "Kafka at %s answers, after %.0fs",
+                        kafka.bootstrap_servers,
+                        time.monotonic() - started,
+                    )
+                return True
+            why = "no broker in its answer"
+        except KafkaException as exc:
+            why = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        now = time.monotonic()
+        if logged is None or now - logged >= KAFKA_WAIT_LOG_EVERY_S:
+            log.warning(
+                "waiting for Kafka at %s (%s), %.0fs so far; not ready until it answers",
+                kafka.bootstrap_servers,
+                why,
+                now - started,
+            )
+            logged = now
+        if stop.wait(every_s):
+            return False
+
+
 def group_id(kafka: KafkaSettings, runtime: RuntimeSettings, stage: str) -> str:
     """--group-id, else one per stage and deployment: two deployments (topic prefixes) on one
     cluster never share a group."""
@@ -175,7 +225,7 @@ class ConsumingService:
         consumer = KafkaConsumer(kafka, group, instance_id=runtime.replica_id)
         try:
             producer = TransactionalProducer(
-                kafka, transactional_id(group, runtime), timeout_s=TRANSACTION_TIMEOUT_S
+                kafka, transactional_id(group, runtime), timeout_s=TRANSACTION_TIMEOUT_S, wait_for_kafka=True
             )
         except BaseException:
             consumer.close()
@@ -198,6 +248,8 @@ class ConsumingService:
         stop = threading.Event()
         install_stop_handlers(stop, runtime.shutdown_grace_s)
         health = start_health(runtime)
+        if not wait_for_kafka(settings[KafkaSettings], health, stop):
+            return 0  # stopped while waiting: nothing was started
         try:
             runner = self.runner(settings, stop, health)
             log.info("%s: %s -> %s", self.name, runner.route.input_topic, runner.route.output_topic)

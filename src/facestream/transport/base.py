@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 Headers = tuple[tuple[str, bytes], ...]
 TopicPartition = tuple[str, int]
@@ -75,6 +75,24 @@ class Consumer(Protocol):
     def resume_all(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rejoining(Protocol):
+    """A consumer whose client can stall or die for good and is then replaced by a new one that
+    joins the group again: Kafka's (transport/kafka.py); the in-process broker's cannot. The runner
+    watches its input for stalls and counts every replacement as a rejoin."""
+
+    fatal_rejoins: int
+    """Clients the consumer replaced by itself after a fatal error (a static member fenced)."""
+
+    def progress(self) -> Mapping[TopicPartition, PartitionProgress] | None:
+        """Where the group stands on every input partition; None when the broker does not answer."""
+        ...
+
+    def rejoin(self) -> None:
+        """Leave the group and join it again with a new client."""
+        ...
 
 
 class Producer(Protocol):

@@ -17,6 +17,7 @@ import functools
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -135,6 +136,10 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         # through metrics and its own log lines instead. Errors come through `error_cb`.
         "log_level": 2,
         "error_cb": report_client_error,
+        # After a broker restart, librdkafka 2.16's default (rebootstrap) decommissions the brokers
+        # it had learned, and a transactional producer then waits on the dead handle of its group
+        # coordinator: every first send_offsets_to_transaction blocked until replaced (20 s a stage).
+        "metadata.recovery.strategy": settings.metadata_recovery_strategy,
     }
     if settings.librdkafka_debug:
         config["debug"] = settings.librdkafka_debug  # raises librdkafka's log level to debug
@@ -180,7 +185,21 @@ class KafkaConsumer:
     same id gets its partitions back at once instead of waiting for its old session to time
     out. Leave it None for replicas without a stable name; a static member that stops is not
     replaced until its session times out.
+
+    A client that hits a fatal error is dead for good: librdkafka says so once, as a `_FATAL`
+    consumer error, and from then on delivers nothing. The one fatal consumer error is a static
+    member fenced by another join under its instance id, which a broker restart provokes in
+    librdkafka 2.16 (its own JoinGroup retried, the first answer arriving after the second).
+    So `consume` replaces such a client at once (`rejoin`): the new one takes the instance id
+    back, and with it the partitions. Should it be fenced again and again (two replicas started
+    with one --replica-id), the replacements slow down (`FATAL_REJOIN_DELAYS_S`) rather than
+    fence each other in a loop, and the log says why each time.
     """
+
+    FATAL_REJOIN_DELAYS_S = (0.0, 5.0, 15.0, 60.0, 300.0)
+    """Wait before the 1st, 2nd, ... replacement after a fatal error; the count starts over after
+    `FATAL_REJOIN_RESET_S` without one."""
+    FATAL_REJOIN_RESET_S = 600.0
 
     def __init__(
         self,
@@ -207,11 +226,30 @@ class KafkaConsumer:
             **(extra or {}),
         }
         self._config = config
-        self._consumer = CKConsumer(config)
+        self._fatal: KafkaError | None = None
+        """The current client's fatal error: it delivers nothing more and must be replaced."""
+        self._consumer = self._client()
         self._assigned: list[TopicPartition] = []
         self._paused = False
         self._subscription: Subscription | None = None
         self.group_id = group_id
+        self.instance_id = instance_id
+        self.fatal_rejoins = 0
+        """Clients replaced after a fatal error (the runner counts them as rejoins)."""
+        self._recent_fatal_rejoins = 0
+        self._last_fatal_rejoin = -self.FATAL_REJOIN_RESET_S
+
+    def _client(self) -> CKConsumer:
+        """A new librdkafka consumer whose fatal errors, reported to `error_cb`, mark it for replacing."""
+        client: list[CKConsumer] = []
+
+        def on_error(error: KafkaError) -> None:
+            report_client_error(error)
+            if error.fatal() and client and client[0] is self._consumer:
+                self._fatal = error
+
+        client.append(CKConsumer({**self._config, "error_cb": on_error}))
+        return client[0]
 
     @property
     def raw(self) -> CKConsumer:
@@ -263,24 +301,62 @@ class KafkaConsumer:
         self._assigned = []
         if held and on_revoke is not None:
             on_revoke(held)
-        self._consumer = CKConsumer(self._config)
+        self._fatal = None
+        self._consumer = self._client()
         threading.Thread(target=old.close, name="close-replaced-consumer", daemon=True).start()
         self.subscribe(topics, on_assign, on_revoke)
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Envelope]:
-        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
-        out = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                out.append(_envelope(message))
-            elif error.code() == KafkaError._PARTITION_EOF:
-                continue
-            elif error.fatal():
-                raise KafkaException(error)
-            else:
-                log.warning("consumer: %s", error.str())
-        return out
+        """Up to `max_messages` messages, waiting at most `timeout_s`. A client found dead (a fatal
+        error) is replaced instead, and nothing is returned: what it delivered in the same call
+        belongs to partitions it had already lost, and the new client reads them again."""
+        if self._fatal is None:
+            messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+            out = []
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    out.append(_envelope(message))
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                elif error.fatal() or error.code() == KafkaError._FATAL:
+                    self._fatal = error
+                else:
+                    log.warning("consumer: %s", error.str())
+            if self._fatal is None:
+                return out
+        self._replace_dead_client(timeout_s)
+        return []
+
+    def _replace_dead_client(self, timeout_s: float) -> None:
+        """Rejoin with a new client, at once the first time; repeated fatal errors wait longer each
+        time (up to `timeout_s` per call, so the caller's loop keeps its pace)."""
+        now = time.monotonic()
+        if now - self._last_fatal_rejoin > self.FATAL_REJOIN_RESET_S:
+            self._recent_fatal_rejoins = 0
+        delays = self.FATAL_REJOIN_DELAYS_S
+        due = self._last_fatal_rejoin + delays[min(self._recent_fatal_rejoins, len(delays) - 1)]
+        if now < due:
+            time.sleep(min(timeout_s, due - now))
+            return
+        error = self._fatal
+        why = error.str() if error is not None else "fatal error"
+        if self.instance_id and error is not None and "fenced" in why.lower():
+            why += (
+                f" (another join used group.instance.id {self.instance_id!r}: after a broker restart "
+                "this replica's own, retried; if it keeps happening, two replicas share one --replica-id)"
+            )
+        log.error(
+            "consumer of group %s is dead: %s; joining the group again with a new client", self.group_id, why
+        )
+        self._last_fatal_rejoin = now
+        self._recent_fatal_rejoins += 1
+        self.fatal_rejoins += 1
+        if self._subscription is not None:
+            self.rejoin()
+        else:  # never subscribed: nothing to join, only the client to renew
+            old, self._consumer, self._fatal = self._consumer, self._client(), None
+            threading.Thread(target=old.close, name="close-replaced-consumer", daemon=True).start()
 
     def commit(self, offsets: Offsets, *, timeout_s: float = 60.0) -> None:
         """Store the offsets; dropped (and logged) when a rebalance took the partitions meanwhile.
@@ -502,6 +578,8 @@ class KafkaProducer:
             # transport/topics.py: the size limits
             "message.max.bytes": MAX_RECORD_BYTES,
             "batch.size": PRODUCER_BATCH_BYTES,
+            # librdkafka's default, named: a keyed record goes to `partition_of_key`, where readers look.
+            "partitioner": "consistent_random",
             **(extra or {}),
         }
         self._config = config
@@ -595,14 +673,17 @@ class TransactionalProducer(KafkaProducer):
         transactional_id: str,
         *,
         timeout_s: float = 30.0,
+        wait_for_kafka: bool = False,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(settings, extra={"transactional.id": transactional_id, **(extra or {})})
         self.transactional_id = transactional_id
         self._timeout_s = timeout_s
         self._open = False
-        # A broker that is still starting is waited for, a while; one that never answers is an error.
-        self._call("init", lambda: self._producer.init_transactions(timeout_s), patience_s=4 * timeout_s)
+        # A broker that is still starting is waited for, a while; one that never answers is an error,
+        # unless the caller (a service, not ready meanwhile) waits for as long as it takes.
+        patience_s = None if wait_for_kafka else 4 * timeout_s
+        self._call("init", lambda: self._producer.init_transactions(timeout_s), patience_s=patience_s)
 
     def begin(self) -> None:
         if not self._open:
@@ -752,6 +833,56 @@ def group_start_offset(
         ) from None
     finally:
         consumer.close()
+
+
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """The partition a `KafkaProducer` writes a record with this (non-empty) key to: librdkafka's
+    consistent_random partitioner, CRC-32 of the key modulo the partition count."""
+    return zlib.crc32(key) % partitions
+
+
+def last_of_key(
+    settings: KafkaSettings, topic: str, key: bytes, *, within: int = 5000, timeout_s: float = 15.0
+) -> Envelope | None:
+    """The newest record with `key` among the last `within` records of the partition the key is
+    written to (`partition_of_key`); None if it is not among them.
+
+    Read backwards in windows that double from 64 records, so a key written lately costs a
+    few records whatever the partition holds; `within` bounds what a key written long ago (or
+    never) costs. DeliveryError when Kafka does not answer.
+    """
+    consumer = CKConsumer(
+        {
+            **client_config(settings),
+            "group.id": f"{settings.client_id}-last-of-key",  # required; never joined nor committed
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        if not partitions:
+            raise DeliveryError(f"{topic} has no partitions (does it exist?)")
+        partition = partition_of_key(key, len(partitions))
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout_s, cached=False
+        )
+    except KafkaException as exc:
+        raise DeliveryError(f"cannot read {topic}'s end: {exc.args[0]}") from None
+    finally:
+        consumer.close()
+    reader = RangeReader(settings)
+    try:
+        end, window = int(high), 64
+        floor = max(int(low), int(high) - within)
+        while end > floor:
+            start = max(floor, end - window)
+            found = [env for env in reader.read(topic, partition, start, end, timeout_s) if env.key == key]
+            if found:
+                return max(found, key=lambda env: env.offset)
+            end, window = start, window * 2
+        return None
+    finally:
+        reader.close()
 
 
 def find_key(settings: KafkaSettings, topic: str, key: bytes, since_ms: int, timeout_s: float = 30.0) -> bool:
