@@ -5,6 +5,7 @@ delete still found the deleted entry, and the collection's row count never dropp
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,38 @@ def test_more_entries_than_one_query_returns_are_all_listed_and_expired(
         assert len(gallery.remove_expired(now_ms=1_000)) == big
         assert gallery.count() == small
         assert {e.authorisation_id for e in gallery.entries()} == {"AUTH-SMALL"}
+    finally:
+        gallery.close()
+
+
+@BOTH_BACKENDS
+def test_adding_again_keeps_one_entry_per_id_and_large_adds_are_written_whole(
+    gallery_backend: GalleryBackend,
+) -> None:
+    """New entries are inserted and stored ones upserted (store.py `_write`): however an add mixes
+    them, and however many rows one add carries (more than one write call holds), every entry id is
+    stored once, with what was added last."""
+    first, more = 9_000, 20  # first: over one write call (8192 rows), into a new partition
+    gallery = Gallery(gallery_backend.settings(), dim=8)
+    try:
+        vectors = np.random.default_rng(11).normal(size=(first + more, 8)).astype(np.float32)
+        entries = synthetic_entries(first + more, "AUTH-A", FOREVER_MS, "e")
+        gallery.add(entries[:first], vectors[:first])
+        assert gallery.count() == first
+
+        # the last 10 stored entries again, renamed, 10 new ones, and one new entry given twice
+        again = [
+            dataclasses.replace(e, identity=f"renamed-{e.entry_id}") for e in entries[first - 10 : first]
+        ]
+        batch = [*again, *entries[first : first + 10], entries[first + 10], entries[first + 10]]
+        gallery.add(batch, vectors[first - 10 : first + 12])
+
+        listed = gallery.entries()
+        assert len(listed) == len({e.entry_id for e in listed}) == first + 11
+        assert gallery.count() == first + 11
+        renamed = sorted(e.identity for e in listed if e.identity.startswith("renamed-"))
+        assert renamed == sorted(e.identity for e in again)
+        assert not {e.identity for e in entries[first - 10 : first]} & {e.identity for e in listed}
     finally:
         gallery.close()
 
