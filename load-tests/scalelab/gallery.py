@@ -1132,11 +1132,13 @@ def _index_lines(result: dict[str, Any]) -> list[str]:
         "over on its own schedule). Segments under 1,024 rows (indexCoord.segment.minSegmentNumRowsTo"
         "EnableIndex) are never indexed and are searched by brute force, yet describe_index counts them "
         "as indexed. *Re-index pending*: rows of compaction outputs still waiting for their index when "
-        "the rows were served (the segments they replace are served meanwhile): `Gallery.add` upserts, "
-        "a 2.3 server writes a delete for every upserted id, and the delete logs make it rewrite "
-        "(compact) the new segments, so each is indexed twice; small segments are merged and indexed "
-        "again too. That work competes with searches for the CPU, so searches are measured once it is "
-        "done (*settled*), if the budget allows; otherwise the last column says how much was left.",
+        "the rows were served (the segments they replace are served meanwhile): a 2.3 server compacts "
+        "the many segments one flush per `Gallery.add` call leaves (merging small ones) and indexes "
+        "each output again. `Gallery.add` inserts new entries (an upsert also wrote a delete per id; "
+        "the 1M run of 2026-12-05 08:55 with upserts left 887,500 rows pending, the 12:37 one with "
+        "inserts 762,500: merging, not deletes, is most of it). That work competes with searches for "
+        "the CPU, so searches are measured once it is done (*settled*), if the budget allows; "
+        "otherwise the last column says how much was left.",
         "",
         "| backend | rows | indexed after, s | served after, s | server CPU meanwhile, s (CPU clock) | "
         "sealed segments (rows min/median/max) | segments under 1,024 rows | re-index pending when "

@@ -266,10 +266,12 @@ class Gallery:
         """Insert the rows whose entry is new, upsert those already stored (the same photo enrolled
         again under the same authorisation and model keeps one entry).
 
-        Not upsert for all: a 2.3 server writes a delete for every upserted id, stored or not, and the
-        delete logs make it rewrite and index every new segment a second time (load-tests, gallery
-        part: 887,500 of 1M bulk-enrolled rows were waiting for that second index when the first was
-        served). A new partition holds nothing, so it is not asked."""
+        Not upsert for all: a 2.3 server writes a delete for every upserted id, stored or not, and
+        compacts segments with deletes (rewrites them, then indexes them again). With inserts, 1M
+        bulk-added rows were served on their index after 625 s against 800 s with upserts (two runs of
+        the scale report's gallery part, not one: a hint, not a ratio); the server still re-indexes
+        most rows once, for merging small segments. A new partition holds nothing, so it is not
+        asked."""
         stored: set[str] = set()
         if not fresh:
             ids = [r["entry_id"] for r in rows]
