@@ -502,6 +502,13 @@ class RangeReader:
     leaves a control record, and an aborted transaction's messages are skipped (the reader is
     read_committed). A range may therefore hold fewer messages than offsets, or none; the
     read ends at the range's end or at the partition's end, whichever comes first.
+
+    Short waits (fetch.wait.max.ms 5, polls of 10 ms): the episode step reads the one-offset gap
+    each matcher transaction leaves in `hits` (its commit marker) on its hot path, one after
+    another. With 50 ms and 200 ms such a read took 200 ms (wall, median of 50:
+    load-tests/gap_read.py), which caps the step at ~5 matcher transactions a second; the scale
+    report's latency run had ~5.6, and the step stayed ~42 s behind its input. With these, 11 ms.
+    The consumer is assigned only during a read, so the shorter waits cost no polling in between.
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
@@ -513,7 +520,7 @@ class RangeReader:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 50,
+                "fetch.wait.max.ms": 5,
             }
         )
         self._lock = threading.Lock()
@@ -532,7 +539,7 @@ class RangeReader:
             try:
                 while time.monotonic() < deadline:
                     done = False
-                    for message in self._consumer.consume(num_messages=500, timeout=0.2):
+                    for message in self._consumer.consume(num_messages=500, timeout=0.01):
                         error = message.error()
                         offset = message.offset() or 0
                         if message.topic() != topic or message.partition() != partition:
