@@ -161,21 +161,20 @@ def test_every_env_var_is_a_real_setting(rendered: dict[str, Rendered]) -> None:
 def test_topic_job_arguments_create_the_topics(
     rendered: dict[str, Rendered], kafka_broker: KafkaSettings
 ) -> None:
-    """The Job's exact arguments, run through the real CLI against the real broker."""
+    """The Job's exact arguments, run through the real CLI against the real broker: every topic gets
+    every declared setting (partitions, retention.ms, segment.ms, cleanup.policy, max.message.bytes)."""
     job = rendered["01-minimal"].of_kind("Job")[0]
-    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = list(job["spec"]["template"]["spec"]["containers"][0]["args"])
     parts = pairs(args[args.index("--partitions") + 1], "--partitions")
     assert set(parts) == {t.name for t in catalogue()}
     prefix = "helmjob."
-    # Small partition counts for the shared test broker, in the Job's own argument format.
-    small = ",".join(f"{name}={min(n, 2)}" for name, n in parts.items())
+    # Small partition counts and one replica for the single test broker, in the Job's own format.
+    args[args.index("--partitions") + 1] = ",".join(f"{name}={min(n, 2)}" for name, n in parts.items())
+    args[args.index("--replication-factor") + 1] = "1"
     done = subprocess.run(
         [
             str(REPO / ".venv" / "bin" / "facestream"),
-            *args[:2],
-            "--partitions",
-            small,
-            *args[4:6],
+            *args,
             "--bootstrap-servers",
             kafka_broker.bootstrap_servers,
             "--topic-prefix",
@@ -191,12 +190,18 @@ def test_topic_job_arguments_create_the_topics(
     metadata = admin.list_topics(timeout=10)
     for name, n in parts.items():
         assert len(metadata.topics[prefix + name].partitions) == min(n, 2)
-    # every topic carries the chart's max.message.bytes as its own setting, not the broker's default
+    # every topic carries the chart's settings as its own, not the broker's defaults
+    declared = VALUES["topics"]["catalogue"]
     resources = [ConfigResource("topic", prefix + name) for name in parts]
     for resource, future in admin.describe_configs(resources, request_timeout=30).items():
-        entry = future.result(timeout=30)["max.message.bytes"]
+        configs = future.result(timeout=30)
+        spec = declared[resource.name.removeprefix(prefix)]
+        entry = configs["max.message.bytes"]
         assert entry.value == str(VALUES["topics"]["maxMessageBytes"]), resource
         assert ConfigSource(entry.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG, resource
+        assert configs["retention.ms"].value == str(spec["retentionMs"]), resource
+        assert configs["segment.ms"].value == str(spec["segmentMs"]), resource
+        assert configs["cleanup.policy"].value == spec["cleanupPolicy"], resource
 
 
 def test_image_user_matches_the_chart() -> None:

@@ -158,7 +158,9 @@ def test_keda_scales_each_stage_on_its_own_group_and_topic(rendered: dict[str, R
             e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert trigger["type"] == "kafka"
-        assert trigger["metadata"]["consumerGroup"] == env["FACESTREAM_GROUP_ID"] == f"facestream-{comp}"
+        assert (
+            trigger["metadata"]["consumerGroup"] == env["FACESTREAM_GROUP_ID"] == f"{prefix}facestream-{comp}"
+        )
         assert trigger["metadata"]["topic"] == prefix + INPUT_TOPIC[comp]
         assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
         auth = variant.get("TriggerAuthentication", trigger["authenticationRef"]["name"])

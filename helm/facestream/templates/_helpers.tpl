@@ -121,10 +121,15 @@ image's MAX_BATCH_BYTES (src/facestream/transport/topics.py; tests/helm keeps th
 {{- printf "%s%s" (index . 0).Values.kafka.topicPrefix (index . 1) -}}
 {{- end -}}
 
-{{/* A service's consumer group. Call with (list $ $svc). */}}
+{{/*
+A service's consumer group: the code's default, <topicPrefix>facestream-<stage> (runtime/service.py
+group_id; the review app's faust app id and changelog prefix too), unless consumerGroup names one.
+Call with (list $ $svc).
+*/}}
 {{- define "facestream.consumerGroup" -}}
+{{- $root := index . 0 -}}
 {{- $svc := index . 1 -}}
-{{- default (printf "facestream-%s" $svc.name) $svc.values.consumerGroup -}}
+{{- default (printf "%sfacestream-%s" $root.Values.kafka.topicPrefix $svc.name) $svc.values.consumerGroup -}}
 {{- end -}}
 
 {{/* The episode step's faust app id (its consumer group and internal topic prefix). */}}
@@ -132,15 +137,50 @@ image's MAX_BATCH_BYTES (src/facestream/transport/topics.py; tests/helm keeps th
 {{- default (printf "%sfacestream-episodes" .Values.kafka.topicPrefix) .Values.matcher.episodesGroup -}}
 {{- end -}}
 
-{{/* The image reference. Call with (list $ "-gpu") or (list $ ""). */}}
+{{/* The (CPU) image reference every service runs. Call with $. */}}
 {{- define "facestream.image" -}}
-{{- $root := index . 0 -}}
-{{- $img := $root.Values.image -}}
+{{- $img := .Values.image -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $img.repository $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s%s" $img.repository (default $root.Chart.AppVersion $img.tag) (index . 1) -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The GPU embedder's image: embedder.gpu.image.digest, else its tag, else the CPU image's tag plus
+imageTagSuffix. A pinned CPU digest says nothing about the GPU image, so with image.digest and no GPU
+digest or tag the chart fails rather than run the CPU image with the CUDA provider.
+*/}}
+{{- define "facestream.gpuImage" -}}
+{{- $img := .Values.image -}}
+{{- $gpu := .Values.embedder.gpu -}}
+{{- $g := $gpu.image | default dict -}}
+{{- $repo := default $img.repository $g.repository -}}
+{{- if $g.digest -}}
+{{- printf "%s@%s" $repo $g.digest -}}
+{{- else if $g.tag -}}
+{{- printf "%s:%s" $repo $g.tag -}}
+{{- else if $img.digest -}}
+{{- fail "image.digest pins the CPU image only: the GPU embedder (embedder.gpu.enabled) needs embedder.gpu.image.digest (or embedder.gpu.image.tag) of the image built with --build-arg EXTRAS=gpu" -}}
+{{- else -}}
+{{- printf "%s:%s%s" $repo (default .Chart.AppVersion $img.tag) $gpu.imageTagSuffix -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ports NetworkPolicies open to the brokers: every port of kafka.bootstrapServers, then
+kafka.ports (brokers advertising other ports), each once, as integers.
+*/}}
+{{- define "facestream.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- range splitList "," .Values.kafka.bootstrapServers -}}
+{{- $ports = append $ports (int64 (last (splitList ":" (trim .)))) -}}
+{{- end -}}
+{{- range .Values.kafka.ports -}}
+{{- $ports = append $ports (int64 .) -}}
+{{- end -}}
+{{- toJson (uniq $ports) -}}
 {{- end -}}
 
 {{/* The KafkaUser (and its Secret) of a service. Call with (list $ "detector"). */}}
