@@ -16,6 +16,7 @@ from facestream.camera.sources import Captured, SnapshotFolder, StillImage, Vide
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 from facestream.sample import make_camera_video
+from tests.camera.reading import read_all
 from tests.camera.stills import flat_png
 
 START = 1_700_000_000_000
@@ -42,17 +43,6 @@ def all_frames(video: Path) -> list[np.ndarray]:
     capture.release()
     assert len(frames) == FRAMES
     return frames
-
-
-def read_all(source: VideoFile, limit: int = 1000) -> list[Captured]:
-    source.open()
-    out = []
-    try:
-        while len(out) < limit and (captured := source.read()) is not None:
-            out.append(captured)
-    finally:
-        source.close()
-    return out
 
 
 def grid(fps: float, frames: int = FRAMES) -> list[int]:

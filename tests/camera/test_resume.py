@@ -19,12 +19,13 @@ from prometheus_client import REGISTRY
 
 from facestream.camera.fleet import CameraFleet
 from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder
-from facestream.camera.sources import Captured, SnapshotFolder, StillImage, VideoFile, open_source
+from facestream.camera.sources import SnapshotFolder, StillImage, VideoFile, open_source
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError, DeliveryError
 from facestream.messages import Frame
 from facestream.sample import make_camera_video
 from facestream.settings import SamplerSettings
+from tests.camera.reading import read_all
 from tests.fixtures.mjpeg import wait_for
 
 START = 1_700_000_000_000
@@ -37,17 +38,6 @@ def video(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = sorted((faces_dir / "enroll").glob("*.jpg"))[:2]
     out = tmp_path_factory.mktemp("resume") / "camera.mp4"
     return make_camera_video(photos, out, size=(160, 120), fps=10.0, seconds_each=1.5)
-
-
-def read_all(source: VideoFile, limit: int = 1000) -> list[Captured]:
-    source.open()
-    out: list[Captured] = []
-    try:
-        while len(out) < limit and (captured := source.read()) is not None:
-            out.append(captured)
-    finally:
-        source.close()
-    return out
 
 
 @pytest.mark.parametrize("fps", [10.0, 3.0])

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,8 @@ from confluent_kafka import Producer as CKProducer
 from facestream import codec
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
-from facestream.transport.kafka import client_config, ensure_topics
-from facestream.transport.topics import catalogue
-from tests.fixtures.kafka import TEST_PARTITIONS, delete_topics, read_topic
+from facestream.transport.kafka import client_config
+from tests.fixtures.kafka import read_topic
 from tests.fixtures.mjpeg import MjpegCamera, free_port
 from tests.integration.processes import kafka_args, services, wait_until
 
@@ -37,13 +35,9 @@ WINDOW_S = 8.0
 
 
 @pytest.fixture
-def kafka(kafka_broker: KafkaSettings) -> Iterator[KafkaSettings]:
-    settings = kafka_broker.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:12]}."})
-    ensure_topics(settings, catalogue(settings.topic_prefix, partitions=TEST_PARTITIONS))
-    try:
-        yield settings
-    finally:
-        delete_topics(settings, settings.topic_prefix)
+def kafka(kafka_topics: KafkaSettings) -> KafkaSettings:
+    """A prefix of this test's own, with every catalogue topic (tests/fixtures/kafka.py)."""
+    return kafka_topics
 
 
 def test_a_good_camera_keeps_its_fps_beside_every_kind_of_bad_camera(

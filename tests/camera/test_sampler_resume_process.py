@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -22,9 +20,9 @@ from facestream.camera.spec import CameraSpec
 from facestream.sample import make_camera_video
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
-from facestream.transport.kafka import KafkaProducer, ensure_topics
-from facestream.transport.topics import MAX_RECORD_BYTES, catalogue
-from tests.fixtures.kafka import TEST_PARTITIONS, delete_topics, end_offsets, read_topic
+from facestream.transport.kafka import KafkaProducer
+from facestream.transport.topics import MAX_RECORD_BYTES
+from tests.fixtures.kafka import end_offsets, read_topic
 from tests.integration.processes import kafka_args, services, wait_until
 
 pytestmark = pytest.mark.slow
@@ -33,13 +31,9 @@ START = 1_790_000_000_000
 
 
 @pytest.fixture
-def kafka(kafka_broker: KafkaSettings) -> Iterator[KafkaSettings]:
-    settings = kafka_broker.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:12]}."})
-    ensure_topics(settings, catalogue(settings.topic_prefix, partitions=TEST_PARTITIONS))
-    try:
-        yield settings
-    finally:
-        delete_topics(settings, settings.topic_prefix)
+def kafka(kafka_topics: KafkaSettings) -> KafkaSettings:
+    """A prefix of this test's own, with every catalogue topic (tests/fixtures/kafka.py)."""
+    return kafka_topics
 
 
 def put_cameras(settings: KafkaSettings, configs: list[dict[str, object]]) -> None:
