@@ -160,5 +160,6 @@ def test_cli_reports_json_lines(kafka_topics: KafkaSettings, capsys: pytest.Capt
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     stages = {li["stage"]: li for li in lines if li["kind"] == "stage"}
     assert set(stages) == {"frame-sampler", "detector", "embedder", "matcher", "episodes", "review"}
-    assert stages["episodes"]["group"] == settings.topic_prefix + "facestream-episodes"
+    # the services' default group ids (runtime/service.py group_id, the faust app ids): prefixed
+    assert all(li["group"] == f"{settings.topic_prefix}facestream-{name}" for name, li in stages.items())
     assert stages["detector"]["partitions"] == 2 and stages["review"]["lag"] == 0

@@ -21,13 +21,13 @@ from facestream.transport import topics
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """A consuming stage as the chart deploys it: its component, default group and input topic."""
+    """A consuming stage as the chart deploys it: its component, default group and input topic.
+    Every default group id carries the topic prefix, as the services' own defaults do
+    (runtime/service.py `group_id`, the faust app ids)."""
 
     component: str
     group: str
     topic: str
-    prefixed_group: bool = False
-    """The group id carries the topic prefix (faust app ids do)."""
 
 
 STAGES = (
@@ -35,7 +35,7 @@ STAGES = (
     Stage("detector", "facestream-detector", topics.FRAMES),
     Stage("embedder", "facestream-embedder", topics.FACES),
     Stage("matcher", "facestream-matcher", topics.EMBEDDINGS),
-    Stage("episodes", "facestream-episodes", topics.HITS, prefixed_group=True),
+    Stage("episodes", "facestream-episodes", topics.HITS),
     Stage("review", "facestream-review", topics.MATCHES),
 )
 GROUP_ENV = {"episodes": ("matcher", "FACESTREAM_MATCHER_EPISODES_APP_ID")}
@@ -80,7 +80,7 @@ def group_of(stage: Stage, kafka: KafkaSettings, deployed: dict[str, Any] | None
         configured = deployed[owner].setting(env)
         if configured:
             return str(configured)
-    return kafka.topic_prefix + stage.group if stage.prefixed_group else stage.group
+    return kafka.topic_prefix + stage.group
 
 
 def status_lines(
