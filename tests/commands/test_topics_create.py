@@ -103,8 +103,7 @@ def test_existing_topics_are_brought_to_the_declared_config(kafka_prefix: KafkaS
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
 
-    done = topics_create(
-        kafka_prefix,
+    declared = (
         "--partitions",
         ONE_EACH.replace("frames=1", "frames=3"),
         "--retention-ms",
@@ -114,6 +113,7 @@ def test_existing_topics_are_brought_to_the_declared_config(kafka_prefix: KafkaS
         "--cleanup-policy",
         "faces=compact,delete",
     )
+    done = topics_create(kafka_prefix, *declared)
     rows = results(done, kafka_prefix.topic_prefix)
     assert not any(row["created"] for row in rows.values())
     assert rows["frames"]["partitions"] == 3
@@ -128,20 +128,7 @@ def test_existing_topics_are_brought_to_the_declared_config(kafka_prefix: KafkaS
     assert got["matches"]["max.message.bytes"] == str(rows["matches"]["max.message.bytes"])
 
     # A third run with the same declaration changes nothing.
-    again = results(
-        topics_create(
-            kafka_prefix,
-            "--partitions",
-            ONE_EACH.replace("frames=1", "frames=3"),
-            "--retention-ms",
-            "frames=300000",
-            "--segment-ms",
-            "frames=60000",
-            "--cleanup-policy",
-            "faces=compact,delete",
-        ),
-        kafka_prefix.topic_prefix,
-    )
+    again = results(topics_create(kafka_prefix, *declared), kafka_prefix.topic_prefix)
     assert all(row["altered"] == [] for row in again.values())
 
 
