@@ -115,12 +115,6 @@ def test_the_services_run_the_pipeline_over_sasl_ssl_as_their_own_principals(
             assert secret not in (tmp_path / f"{name}-0.log").read_text()
 
 
-@pytest.mark.xfail(
-    reason="regression from 276b2aa (services wait for Kafka at start): the wait's metadata probe logs "
-    "'Broker transport failure' and the SASL refusal is no longer logged as an error within the test's "
-    "8 s; open in issue 12's note, to fix in wait_for_kafka",
-    strict=False,
-)
 def test_a_refused_password_given_as_a_flag_is_not_printed_anywhere(
     secure_kafka: SecureKafka, model_settings: ModelSettings, tmp_path: Path
 ) -> None:

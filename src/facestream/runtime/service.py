@@ -154,6 +154,9 @@ def wait_for_kafka(
             why = "no broker in its answer"
         except KafkaException as exc:
             why = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        # librdkafka reports a refused login through error_cb (logged as an error by the
+        # transport), and an admin client serves its callbacks only when polled.
+        admin.poll(0)
         now = time.monotonic()
         if logged is None or now - logged >= KAFKA_WAIT_LOG_EVERY_S:
             log.warning(
