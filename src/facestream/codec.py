@@ -146,7 +146,8 @@ class Codec(Generic[T]):
         return Codec(self.subject, version, self.to_record, self.from_record, schemas)
 
 
-def _ref_record(ref: FrameRef) -> Record:
+def frame_ref_to_record(ref: FrameRef) -> Record:
+    """The frame-reference fields every per-frame schema starts with (shared with review.wire)."""
     return {
         "camera_id": ref.camera_id,
         "frame_id": ref.frame_id,
@@ -155,13 +156,14 @@ def _ref_record(ref: FrameRef) -> Record:
     }
 
 
-def _ref(record: Record) -> FrameRef:
+def frame_ref_from_record(record: Record) -> FrameRef:
+    """The inverse of frame_ref_to_record, reading the fields from a decoded record."""
     return FrameRef(
-        record["camera_id"], record["frame_id"], _millis(record["captured_at_ms"]), record["source"]
+        record["camera_id"], record["frame_id"], avro_millis(record["captured_at_ms"]), record["source"]
     )
 
 
-def _millis(value: int | datetime) -> int:
+def avro_millis(value: int | datetime) -> int:
     """fastavro gives a datetime for timestamp-millis; integer arithmetic keeps every millisecond.
 
     (`datetime.timestamp() * 1000` is a float and loses one for some values.)
@@ -171,11 +173,13 @@ def _millis(value: int | datetime) -> int:
     return int(value)
 
 
-def _bbox_record(box: BBox) -> Record:
+def bbox_to_record(box: BBox) -> Record:
+    """The `bbox` sub-record of faces, embeddings, hits, matches and alerts."""
     return {"x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2}
 
 
-def _bbox(record: Record) -> BBox:
+def bbox_from_record(record: Record) -> BBox:
+    """A decoded `bbox` sub-record; a non-finite corner is bad input, not a crash downstream."""
     values = [float(record[k]) for k in ("x1", "y1", "x2", "y2")]
     if not all(math.isfinite(v) for v in values):
         raise InvalidMessage("invalid_fields", "bbox is not finite")
@@ -196,18 +200,25 @@ def _quality(record: Record) -> Quality:
 
 
 def _frame_record(frame: Frame) -> Record:
-    return {**_ref_record(frame.ref), "width": frame.width, "height": frame.height, "jpeg": frame.jpeg}
+    return {
+        **frame_ref_to_record(frame.ref),
+        "width": frame.width,
+        "height": frame.height,
+        "jpeg": frame.jpeg,
+    }
 
 
 def _frame(record: Record) -> Frame:
-    return Frame(_ref(record), int(record["width"]), int(record["height"]), bytes(record["jpeg"]))
+    return Frame(
+        frame_ref_from_record(record), int(record["width"]), int(record["height"]), bytes(record["jpeg"])
+    )
 
 
 def _face_record(face: Face) -> Record:
     return {
-        **_ref_record(face.ref),
+        **frame_ref_to_record(face.ref),
         "face_index": face.face_index,
-        "bbox": _bbox_record(face.bbox),
+        "bbox": bbox_to_record(face.bbox),
         "landmarks": [c for point in face.landmarks for c in point],
         "quality": _quality_record(face.quality),
         "aligned": face.aligned,
@@ -222,9 +233,9 @@ def _face(record: Record) -> Face:
     flat = [float(v) for v in record["landmarks"]]
     landmarks = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2))
     return Face(
-        _ref(record),
+        frame_ref_from_record(record),
         int(record["face_index"]),
-        _bbox(record["bbox"]),
+        bbox_from_record(record["bbox"]),
         landmarks,
         _quality(record["quality"]),
         aligned,
@@ -234,9 +245,9 @@ def _face(record: Record) -> Face:
 
 def _embedding_record(e: Embedding) -> Record:
     return {
-        **_ref_record(e.ref),
+        **frame_ref_to_record(e.ref),
         "face_index": e.face_index,
-        "bbox": _bbox_record(e.bbox),
+        "bbox": bbox_to_record(e.bbox),
         "quality": _quality_record(e.quality),
         "model_id": e.model_id,
         "vector": e.vector.tolist(),
@@ -254,9 +265,9 @@ def _embedding(record: Record) -> Embedding:
     if abs(norm - 1.0) > 1e-3:
         raise InvalidMessage("bad_vector", f"vector is not unit length (norm {norm:.4f})")
     return Embedding(
-        _ref(record),
+        frame_ref_from_record(record),
         int(record["face_index"]),
-        _bbox(record["bbox"]),
+        bbox_from_record(record["bbox"]),
         _quality(record["quality"]),
         record["model_id"],
         vector,
@@ -266,9 +277,9 @@ def _embedding(record: Record) -> Embedding:
 
 def _hit_fields(h: Hit | Candidate) -> Record:
     return {
-        **_ref_record(h.ref),
+        **frame_ref_to_record(h.ref),
         "face_index": h.face_index,
-        "bbox": _bbox_record(h.bbox),
+        "bbox": bbox_to_record(h.bbox),
         "score": h.score,
         "identity": h.identity,
         "entry_id": h.entry_id,
@@ -280,9 +291,9 @@ def _hit_fields(h: Hit | Candidate) -> Record:
 
 def _hit(record: Record) -> Hit:
     return Hit(
-        _ref(record),
+        frame_ref_from_record(record),
         int(record["face_index"]),
-        _bbox(record["bbox"]),
+        bbox_from_record(record["bbox"]),
         float(record["score"]),
         record["identity"],
         record["entry_id"],
@@ -320,7 +331,9 @@ def _camera_record(spec: CameraSpec) -> Record:
 def _camera(record: Record) -> CameraSpec:
     start = record.get("start_at_ms")
     try:
-        return CameraSpec.model_validate({**record, "start_at_ms": None if start is None else _millis(start)})
+        return CameraSpec.model_validate(
+            {**record, "start_at_ms": None if start is None else avro_millis(start)}
+        )
     except ValidationError as exc:
         raise InvalidMessage("invalid_fields", describe_validation_error(exc)) from None
 

@@ -48,8 +48,9 @@ from facestream.review.settings import ReviewSettings
 from facestream.review.wire import ALERTS, REVIEWS
 from facestream.runtime import metrics
 from facestream.runtime.changelogs import declare_changelogs
-from facestream.runtime.episodes_app import _envelope, faust_brokers, faust_credentials, topic_layout
+from facestream.runtime.episodes_app import topic_layout
 from facestream.runtime.faust_import import faust
+from facestream.runtime.faust_kafka import faust_brokers, faust_credentials, faust_envelope
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
 from facestream.runtime.runner import dlq_headers
 from facestream.settings import KafkaSettings
@@ -288,7 +289,7 @@ class ReviewApp:
                 verdict = guard.check(message.partition, message.offset)
                 if verdict is Verdict.PROCESS:
                     try:
-                        await handle(_envelope(message))
+                        await handle(faust_envelope(message))
                     except Exception as exc:
                         log.exception("%s: stopping on an error; %s stays uncommitted", STAGE, message.tp)
                         self.failure = exc

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from facestream.codec import Codec, Record, _bbox, _bbox_record, _millis, _ref, _ref_record
+from facestream.codec import (
+    Codec,
+    Record,
+    avro_millis,
+    bbox_from_record,
+    bbox_to_record,
+    frame_ref_from_record,
+    frame_ref_to_record,
+)
 from facestream.errors import InvalidMessage
 from facestream.review.messages import CANDIDATE_ID, VERDICTS, Alert, Decision
 
@@ -31,7 +39,7 @@ def _decision(record: Record) -> Decision:
         candidate_id=record["candidate_id"],
         reviewer=record["reviewer"],
         decision=verdict,
-        decided_at_ms=_millis(record["decided_at_ms"]),
+        decided_at_ms=avro_millis(record["decided_at_ms"]),
     )
 
 
@@ -40,9 +48,9 @@ def _alert_record(a: Alert) -> Record:
         "alert_id": a.alert_id,
         "candidate_id": a.candidate_id,
         "episode_id": a.episode_id,
-        **_ref_record(a.ref),
+        **frame_ref_to_record(a.ref),
         "face_index": a.face_index,
-        "bbox": _bbox_record(a.bbox),
+        "bbox": bbox_to_record(a.bbox),
         "score": a.score,
         "identity": a.identity,
         "entry_id": a.entry_id,
@@ -59,16 +67,16 @@ def _alert(record: Record) -> Alert:
         alert_id=record["alert_id"],
         candidate_id=record["candidate_id"],
         episode_id=record["episode_id"],
-        ref=_ref(record),
+        ref=frame_ref_from_record(record),
         face_index=int(record["face_index"]),
-        bbox=_bbox(record["bbox"]),
+        bbox=bbox_from_record(record["bbox"]),
         score=float(record["score"]),
         identity=record["identity"],
         entry_id=record["entry_id"],
         authorisation_id=record["authorisation_id"],
         model_id=record["model_id"],
-        opened_at_ms=_millis(record["opened_at_ms"]),
-        confirmed_at_ms=_millis(record["confirmed_at_ms"]),
+        opened_at_ms=avro_millis(record["opened_at_ms"]),
+        confirmed_at_ms=avro_millis(record["confirmed_at_ms"]),
         confirmed_by=tuple(str(name) for name in record["confirmed_by"]),
     )
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import tempfile
 import time
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from facestream.messages import Candidate
 from facestream.runtime import faust_committed, metrics
 from facestream.runtime.changelogs import declare_changelogs
 from facestream.runtime.faust_import import faust
+from facestream.runtime.faust_kafka import faust_brokers, faust_credentials, faust_envelope
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
 from facestream.runtime.runner import dlq_headers
 from facestream.settings import KafkaSettings, MatcherSettings
@@ -118,55 +118,9 @@ def topic_layout(kafka: KafkaSettings, topic: str, timeout_s: float = 30) -> tup
     return len(found.partitions), max(1, len(found.partitions[0].replicas))
 
 
-def faust_brokers(kafka: KafkaSettings, scheme: str = "kafka") -> list[str]:
-    """faust broker URLs; scheme `faust_committed.SCHEME` reads read_committed."""
-    return [f"{scheme}://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
-
-
-def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
-    """The same security settings the confluent clients use, in faust's terms."""
-    protocol = kafka.security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context: ssl.SSLContext | None = None
-    if "SSL" in protocol:
-        context = ssl.create_default_context(
-            cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
-        )
-        if kafka.ssl_certificate_location:
-            context.load_cert_chain(
-                str(kafka.ssl_certificate_location),
-                str(kafka.ssl_key_location) if kafka.ssl_key_location else None,
-            )
-    if "SASL" not in protocol:
-        return faust.SSLCredentials(context)
-    if not kafka.sasl_username or kafka.sasl_password is None:
-        raise ConfigError("SASL needs both sasl_username and sasl_password")
-    return faust.SASLCredentials(
-        username=kafka.sasl_username,
-        password=kafka.sasl_password.get_secret_value(),
-        mechanism=kafka.sasl_mechanism,
-        ssl_context=context,
-    )
-
-
 def quiet_faust_logging(level: int = logging.WARNING) -> None:
     for name in FAUST_LOGGERS:
         logging.getLogger(name).setLevel(level)
-
-
-def _envelope(message: Any) -> Envelope:
-    """A faust message as the transport's Envelope (for DLQ origin headers)."""
-    headers = tuple((k, v or b"") for k, v in (message.headers or ()))
-    return Envelope(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value or b"",
-        headers=headers,
-        timestamp_ms=round((message.timestamp or 0) * 1000),
-    )
 
 
 class EpisodesApp:
@@ -282,7 +236,7 @@ class EpisodesApp:
             # ack only after delivery: a failure leaves the hit uncommitted
             manual = cast(faust.Stream[bytes], stream).noack()
             async for event in manual.events():
-                env = _envelope(event.message)
+                env = faust_envelope(event.message)
                 try:
                     await seed(env.partition)
                     verdict = guard.check(env.partition, env.offset)
