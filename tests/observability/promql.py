@@ -20,8 +20,28 @@ KEYWORDS = {
 }  # fmt: skip
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container", "endpoint", "le"}
 """Labels Prometheus adds when it scrapes (or that histograms carry): not the application's."""
-PROMETHEUS_SERIES = {"up"}
-"""Series Prometheus makes itself, not exported by any service."""
+KUBERNETES_SERIES = frozenset({
+    # kube-state-metrics: the Deployments' and HorizontalPodAutoscalers' (KEDA's too) replicas.
+    "kube_deployment_status_replicas_available",
+    "kube_deployment_spec_replicas",
+    "kube_horizontalpodautoscaler_status_current_replicas",
+    "kube_horizontalpodautoscaler_spec_max_replicas",
+    "kube_pod_container_resource_limits",
+    "kube_pod_container_resource_requests",
+    # The kubelet's cAdvisor: containers' CPU, CPU throttling and memory.
+    "container_cpu_usage_seconds_total",
+    "container_cpu_cfs_throttled_periods_total",
+    "container_cpu_cfs_periods_total",
+    "container_memory_working_set_bytes",
+    # NVIDIA's DCGM exporter: GPU utilisation and memory of the GPU embedder.
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+})  # fmt: skip
+"""Series of the cluster's own exporters (kube-prometheus-stack runs kube-state-metrics and scrapes
+cAdvisor; the DCGM exporter comes with NVIDIA's GPU operator), named one by one: the saturation
+panels and the replica alerts read them. Not a pattern: any other name must still be facestream's."""
+PROMETHEUS_SERIES = {"up"} | KUBERNETES_SERIES
+"""Series not exported by any service: Prometheus' own `up`, and KUBERNETES_SERIES."""
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
@@ -69,7 +89,7 @@ def dashboard_queries() -> Iterator[Query]:
                 yield Query(f"{path.name}: {panel['title']}", target["expr"])
         for var in board["templating"]["list"]:
             if var["type"] == "query":
-                inner = re.match(r"label_values\((\w+),", var["definition"])
+                inner = re.match(r"label_values\((\w+)(?:\{[^{}]*\})?,", var["definition"])
                 assert inner, var["definition"]
                 yield Query(f"{path.name}: ${var['name']}", inner.group(1))
 
