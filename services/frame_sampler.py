@@ -163,7 +163,9 @@ CONFIG_HEADER = "fs.camera.config"
 def config_digest(spec: CameraSpec) -> bytes:
     """A short name of a camera's config as run (start_at_ms pinned): frames sampled under another
     config (another file, start or rate) say nothing about where this one stands."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16].encode()
+    # `decoder` left at auto is left out, so configs from before it existed keep their digest.
+    dump = spec.model_dump_json(exclude={"decoder"} if spec.decoder == "auto" else None)
+    return hashlib.sha256(dump.encode()).hexdigest()[:16].encode()
 
 
 def pinned(spec: CameraSpec, published_at_ms: int) -> CameraSpec:

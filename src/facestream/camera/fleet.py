@@ -17,6 +17,7 @@ for the camera's last frame published under the same config) before its file is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -120,5 +121,12 @@ class CameraFleet:
         if worker.last_captured_at_ms is not None:
             self._published[camera_id] = (worker.spec, worker.last_captured_at_ms)
         metrics.forget_camera(camera_id)
+        for series in (
+            metrics.CAMERA_GOP_SECONDS,
+            metrics.CAMERA_GOP_OVER_INTERVAL,
+            metrics.CAMERA_FRAMES_DECODED,
+        ):
+            with contextlib.suppress(KeyError):  # decoding series exist for PyAV cameras only
+                series.remove(camera_id)
         metrics.CAMERAS_ASSIGNED.set(len(self._workers))
         log.info("camera %s stopped", camera_id)

@@ -155,6 +155,7 @@ class CameraWorker:
         self.last_captured_at_ms = resume_after_ms
         self._resume_lookup = resume_lookup if resume_after_ms is None else None
         self.finished = threading.Event()
+        self._decoded_counted = 0
         self._thread = threading.Thread(target=self.run, name=f"camera-{spec.camera_id}", daemon=True)
 
     def start(self) -> None:
@@ -225,6 +226,7 @@ class CameraWorker:
                 metrics.CAMERA_UP.labels(self.spec.camera_id).set(0)
                 return True
             self.monitor.observe(captured.image)
+            self._report_decoding()
             frame = self._encoder.frame(self.spec, captured)
             published = self._publish(frame) is not False
             self.last_captured_at_ms = captured.captured_at_ms  # handled, published or dropped
@@ -233,3 +235,15 @@ class CameraWorker:
                 metrics.FRAMES_PUBLISHED.labels(self.spec.camera_id).inc()
                 metrics.FRAME_BYTES.observe(len(frame.jpeg))
         return False
+
+    def _report_decoding(self) -> None:
+        """The source's decode work and GOP, where it counts them (PyAV files), as metrics."""
+        stats = self._source.decode_stats
+        if stats is None:
+            return
+        camera = self.spec.camera_id
+        metrics.CAMERA_FRAMES_DECODED.labels(camera).inc(max(0, stats.decoded - self._decoded_counted))
+        self._decoded_counted = stats.decoded
+        if stats.gop_s is not None:
+            metrics.CAMERA_GOP_SECONDS.labels(camera).set(stats.gop_s)
+            metrics.CAMERA_GOP_OVER_INTERVAL.labels(camera).set(1 if stats.gop_over_interval else 0)

@@ -29,6 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -38,6 +39,9 @@ from facestream.camera.mjpeg import MjpegReader, open_mjpeg
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, secrets_of
 from facestream.errors import CameraError, InvalidMessage
 from facestream.imaging import decode_image, decode_jpeg, image_dimensions
+
+if TYPE_CHECKING:
+    from facestream.camera.pyav import DecodeStats
 
 Image = npt.NDArray[np.uint8]
 MAX_FRAME_PIXELS = 40_000_000
@@ -83,6 +87,11 @@ class FrameSource(ABC):
         """
 
     def close(self) -> None:
+        return None
+
+    @property
+    def decode_stats(self) -> DecodeStats | None:
+        """What the decoder did, where the source counts it (PyAV files); None elsewhere."""
         return None
 
     def resume_after(self, captured_at_ms: int) -> None:
@@ -496,7 +505,11 @@ def open_source(
     stall_timeout_s: float = 10.0,
     max_pixels: int = MAX_FRAME_PIXELS,
 ) -> FrameSource:
-    """The source type is decided by the URL: scheme, then what the path is. Nothing is opened."""
+    """The source type is decided by the URL: scheme, then what the path is. Nothing is opened.
+
+    Video files are read by PyAV (camera/pyav.py: it decodes only the frames sampling needs)
+    unless the camera's `decoder` is "opencv"; live streams stay with OpenCV/FFmpeg and MJPEG.
+    """
     fps = spec.fps or default_fps
     url = spec.url
     if url.lower().startswith(LIVE_SCHEMES):
@@ -506,4 +519,8 @@ def open_source(
         return SnapshotFolder(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return StillImage(spec, fps, max_pixels=max_pixels)
-    return VideoFile(spec, fps, realtime=realtime_files, loop=loop_files, max_pixels=max_pixels)
+    if spec.decoder == "opencv":
+        return VideoFile(spec, fps, realtime=realtime_files, loop=loop_files, max_pixels=max_pixels)
+    from facestream.camera.pyav import PyAvVideoFile  # imports this module
+
+    return PyAvVideoFile(spec, fps, realtime=realtime_files, loop=loop_files, max_pixels=max_pixels)

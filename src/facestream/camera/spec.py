@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facestream.errors import ConfigError, InvalidMessage
 
@@ -34,6 +35,18 @@ class CameraSpec(BaseModel):
     start_at_ms: int | None = Field(
         None, ge=0, description="for files: the wall-clock time of media position 0 (default: when opened)"
     )
+    decoder: Literal["auto", "pyav", "opencv"] = Field(
+        "auto",
+        description="video files: auto/pyav = PyAV, which decodes only the frames sampled (key frames "
+        "when the GOP <= the sampling interval); opencv = OpenCV, which decodes every frame",
+    )
+
+    @model_validator(mode="after")
+    def _pyav_reads_files(self) -> CameraSpec:
+        """PyAV reads files only so far: asked for a stream, it would be silently ignored."""
+        if self.decoder == "pyav" and "://" in self.url:
+            raise ValueError("decoder 'pyav' reads video files only; streams use auto or opencv")
+        return self
 
     @property
     def redacted_url(self) -> str:

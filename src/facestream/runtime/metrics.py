@@ -142,3 +142,20 @@ def forget_camera(camera_id: str) -> None:
     ):
         with contextlib.suppress(KeyError):
             series.remove(camera_id)
+
+
+# -- frame-sampler decoding (issue 10; per camera, PyAV-read files) ---------------------------
+CAMERA_GOP_SECONDS = Gauge(
+    "facestream_camera_gop_seconds", "Seconds between the camera's last two key frames", ["camera"]
+)
+CAMERA_GOP_OVER_INTERVAL = Gauge(
+    "facestream_camera_gop_over_interval",
+    "1 when the camera's GOP is longer than its sampling interval: each GOP is decoded from its key "
+    "frame up to the last sampled frame, not key frames only",
+    ["camera"],
+)
+CAMERA_FRAMES_DECODED = Counter(
+    "facestream_camera_frames_decoded_total",
+    "Frames the camera's decoder decoded (about one per sample when only key frames are decoded)",
+    ["camera"],
+)

@@ -1,0 +1,306 @@
+"""Video files sampled by PyAV, decoding only what the samples need (issue 10).
+
+OpenCV's `grab()` decodes every frame, so sampling 1 fps from a 25 fps H.264 file costs a full
+decode. PyAV (FFmpeg's libraries) lets the sampler choose which packets reach the decoder:
+
+- GOP no longer than the sampling interval: only key frames are decoded
+  (`skip_frame = "NONKEY"`), and each sample time takes the key frame nearest to it, so about
+  one frame is decoded per sample;
+- GOP longer than the interval (a key frame every 4 s sampled at 1 fps): key frames alone would
+  miss samples, so every packet is demuxed (cheap) but a GOP is decoded only from its key frame
+  up to the last frame a sample takes from it (the first frame at or after each sample time, as
+  `VideoFile` takes). The camera says so once in the log and in
+  `facestream_camera_gop_over_interval`, with the GOP in `facestream_camera_gop_seconds`.
+
+The choice is made per GOP, so a camera whose GOP changes is handled as it goes. A GOP is
+buffered (packets only, undecoded) until the next key frame shows how long it is; one longer than
+`MAX_GOP_PACKETS` is decoded as it comes instead, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, TypeAlias
+
+import av
+import av.container
+import av.error
+import av.packet
+import av.video.frame
+import av.video.stream
+import numpy as np
+
+from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, FrameSource, now_ms
+from facestream.camera.spec import CameraSpec
+
+log = logging.getLogger(__name__)
+
+MAX_GOP_PACKETS = 1500
+"""Packets of one GOP held undecoded (60 s at 25 fps); a longer GOP is decoded as it streams."""
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    """What the decoder did, for tests, benchmarks and the sampler's metrics."""
+
+    packets: int = 0
+    """Video packets demuxed (= frames in the stream so far)."""
+    decoded: int = 0
+    """Packets sent to the decoder: the decode work done."""
+    gop_s: float | None = None
+    """Seconds between the last two key frames seen."""
+    gop_over_interval: bool = False
+    """Whether that GOP is longer than the sampling interval (frames decoded on demand)."""
+
+
+if TYPE_CHECKING:
+    _Packet: TypeAlias = av.packet.Packet[av.video.stream.VideoStream]
+    _Buffered: TypeAlias = tuple[float, _Packet]  # (media ms, packet)
+
+
+class PyAvVideoFile(FrameSource):
+    """A video file read with PyAV; same sampling grid, capture times, resume, pacing and looping
+    as `VideoFile` (camera/sources.py), except that a key frame may stand in for a sample time
+    when key frames come at least once per sampling interval."""
+
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, max_pixels=max_pixels)
+        self._realtime = realtime
+        self._loop = loop
+        self._after_ms: int | None = None
+        self._container: av.container.InputContainer | None = None
+        self._frames: Iterator[tuple[float, av.video.frame.VideoFrame]] | None = None
+        self.stats = DecodeStats()
+        self._reported = False
+
+    @property
+    def decode_stats(self) -> DecodeStats:
+        return self.stats
+
+    @property
+    def resumable(self) -> bool:
+        return self.spec.start_at_ms is not None and not self._loop
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        if self.resumable:
+            self._after_ms = captured_at_ms
+
+    def open(self) -> None:
+        self._container = self._open_container()
+        self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
+        skipped_s = max(0, self._after_ms - self._epoch_ms) / 1000.0 if self._after_ms is not None else 0.0
+        self._opened_at = time.monotonic() - skipped_s
+        self._next_ms = 0.0  # the next sample time, media ms
+        self._taken_ms = -1.0  # media ms of the last frame taken (published or skipped on resume)
+        self._frames = self._passes()
+
+    def _open_container(self) -> av.container.InputContainer:
+        try:
+            container = av.open(self.spec.url, mode="r", timeout=10.0)
+        except (av.error.FFmpegError, OSError):
+            raise self._error("cannot open video") from None
+        if not container.streams.video:
+            container.close()
+            raise self._error("cannot open video: no video stream")
+        context = container.streams.video[0].codec_context
+        if context.width * context.height > self.max_pixels:
+            container.close()
+            raise self._error(
+                f"{context.width}x{context.height} frames are over the limit of {self.max_pixels:,} pixels"
+            )
+        return container
+
+    def read(self) -> Captured | None:
+        assert self._frames is not None, "open() first"
+        while not self._cancelled.is_set():
+            try:
+                media_ms, frame = next(self._frames)
+            except StopIteration:
+                return None
+            except av.error.FFmpegError as exc:
+                raise self._error(f"does not decode: {exc}") from None
+            image = frame.to_ndarray(format="bgr24")
+            if self._realtime and not self._sleep(self._opened_at + media_ms / 1000.0 - time.monotonic()):
+                return None
+            return Captured(np.asarray(image, np.uint8), self._epoch_ms + round(media_ms))
+        return None
+
+    def close(self) -> None:
+        self._frames = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _passes(self) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
+        """Every pass over the file (one, or endless with `loop`); media time runs on across passes."""
+        offset_ms = 0.0
+        while True:
+            assert self._container is not None
+            end_ms = yield from self._one_pass(self._container, offset_ms)
+            if not self._loop or end_ms is None or self._cancelled.is_set():
+                return
+            offset_ms = end_ms
+            self._container.close()
+            self._container = self._open_container()
+
+    def _one_pass(
+        self, container: av.container.InputContainer, offset_ms: float
+    ) -> Generator[tuple[float, av.video.frame.VideoFrame], None, float | None]:
+        """Demux every packet, group them by GOP, sample each GOP; returns the pass's end (media ms)."""
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        context.thread_count = 1  # one thread per camera already: more would only contend
+        self._base = stream.time_base or Fraction(1, 90_000)
+        self._start: int | None = stream.start_time
+        self._offset_ms = offset_ms
+        rate = stream.average_rate or stream.guessed_rate or 25
+        gop: list[_Buffered] = []
+        streaming = False  # decoding an overlong GOP as it comes
+        last_ms: float | None = None
+        for packet in container.demux(stream):
+            if self._cancelled.is_set():
+                return None
+            if packet.pts is None or packet.size == 0:
+                continue  # the demuxer's final empty packet
+            if self._start is None:
+                self._start = packet.pts
+            ms = self._ms(packet.pts)
+            self.stats.packets += 1
+            last_ms = ms if last_ms is None else max(last_ms, ms)
+            if packet.is_keyframe and gop:
+                if streaming:
+                    yield from self._drain(context)
+                    streaming = False
+                else:
+                    yield from self._sample_gop(context, gop, (ms, packet))
+                self._note_gop(gop[0][0], ms)
+                gop = []
+            if streaming:
+                yield from self._decode_streaming(context, packet)
+                continue
+            gop.append((ms, packet))
+            if len(gop) > MAX_GOP_PACKETS:
+                context.skip_frame = "DEFAULT"
+                for _, buffered in gop:
+                    yield from self._decode_streaming(context, buffered)
+                gop, streaming = [gop[0]], True  # gop[0] kept: where the GOP began, for its length
+        if streaming:
+            yield from self._drain(context)
+        elif gop:
+            yield from self._sample_gop(context, gop, None)
+        return None if last_ms is None else last_ms + 1000.0 / float(rate)
+
+    def _ms(self, pts: int) -> float:
+        """Media time of a timestamp: from the stream's start, plus the passes before this one."""
+        return self._offset_ms + float((pts - (self._start or 0)) * self._base) * 1000.0
+
+    def _note_gop(self, began_ms: float, key_ms: float) -> None:
+        """Record a GOP's length, and say once per camera when it is longer than the interval."""
+        gop_ms = key_ms - began_ms
+        self.stats.gop_s = round(gop_ms / 1000.0, 3)
+        self.stats.gop_over_interval = gop_ms > 1000.0 / self.fps + 1e-3
+        if self.stats.gop_over_interval and not self._reported:
+            self._reported = True
+            log.warning(
+                "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
+                "each GOP is decoded from its key frame up to the last frame sampled from it, "
+                "not key frames only (more CPU per camera; a GOP <= the interval avoids it)",
+                self.spec.camera_id,
+                gop_ms / 1000.0,
+                1.0 / self.fps,
+            )
+
+    def _due(self, ms: float) -> bool:
+        """Whether the frame at `ms` is taken as the next sample (VideoFile's grid rule)."""
+        if ms <= self._taken_ms or ms + 1e-6 < self._next_ms:
+            return False
+        interval = 1000.0 / self.fps
+        self._next_ms = (int(ms / interval + 1e-6) + 1) * interval
+        self._taken_ms = ms
+        return True
+
+    def _wanted(self, ms: float) -> bool:
+        """Not published before the file was reopened (`resume_after`)."""
+        return self._after_ms is None or self._epoch_ms + round(ms) > self._after_ms
+
+    def _sample_gop(
+        self, context: av.VideoCodecContext, gop: list[_Buffered], next_key: _Buffered | None
+    ) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
+        """Take this GOP's samples: from key frames if it is short, else decoded on demand."""
+        interval = 1000.0 / self.fps
+        key_ms = gop[0][0]
+        if next_key is not None and next_key[0] - key_ms <= interval + 1e-3 and gop[0][1].is_keyframe:
+            # At most one sample time falls in a GOP this short: the nearer key frame stands in.
+            while self._next_ms < next_key[0] - 1e-6:
+                sample_ms = max(self._next_ms, key_ms)
+                candidates = [k for k in (gop[0], next_key) if k[0] > self._taken_ms]
+                if not candidates:
+                    break
+                chosen = min(candidates, key=lambda k: abs(k[0] - sample_ms))
+                self._taken_ms = chosen[0]
+                self._next_ms = (int(chosen[0] / interval + 1e-6) + 1) * interval
+                if self._wanted(chosen[0]):
+                    yield from self._decode(context, [chosen], {chosen[0]}, keyframes_only=True)
+            return
+        picks = {ms for ms in sorted(ms for ms, _ in gop) if self._due(ms) and self._wanted(ms)}
+        if picks:
+            yield from self._decode(context, gop, picks, keyframes_only=False)
+
+    def _decode(
+        self,
+        context: av.VideoCodecContext,
+        packets: list[_Buffered],
+        picks: set[float],
+        *,
+        keyframes_only: bool,
+    ) -> list[tuple[float, av.video.frame.VideoFrame]]:
+        """Decode `packets` in order until every pick is out, then reset the decoder (drained or not:
+        the next GOP starts from its own key frame). A pick that never decodes is skipped."""
+        context.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
+        got: dict[float, av.video.frame.VideoFrame] = {}
+
+        def keep(frames: list[av.video.frame.VideoFrame]) -> None:
+            for frame in frames:
+                if frame.pts is not None and (ms := self._ms(frame.pts)) in picks:
+                    got[ms] = frame
+
+        for _, packet in packets:
+            self.stats.decoded += 1
+            keep(context.decode(packet))
+            if len(got) == len(picks):
+                break
+        else:
+            keep(context.decode(None))
+        context.flush_buffers()
+        return sorted(got.items(), key=lambda item: item[0])
+
+    def _decode_streaming(
+        self, context: av.VideoCodecContext, packet: _Packet
+    ) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
+        """An overlong GOP: decode every packet, take frames as they come out (in media order)."""
+        self.stats.decoded += 1
+        for frame in context.decode(packet):
+            yield from self._take(frame)
+
+    def _drain(self, context: av.VideoCodecContext) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
+        for frame in context.decode(None):
+            yield from self._take(frame)
+        context.flush_buffers()
+
+    def _take(self, frame: av.video.frame.VideoFrame) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
+        if frame.pts is not None and self._due(ms := self._ms(frame.pts)) and self._wanted(ms):
+            yield ms, frame
