@@ -23,19 +23,16 @@ TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container", 
 KUBERNETES_SERIES = frozenset({
     # kube-state-metrics: the Deployments' and HorizontalPodAutoscalers' (KEDA's too) replicas.
     "kube_deployment_status_replicas_available",
-    "kube_deployment_spec_replicas",
     "kube_horizontalpodautoscaler_status_current_replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas",
     "kube_pod_container_resource_limits",
-    "kube_pod_container_resource_requests",
     # The kubelet's cAdvisor: containers' CPU, CPU throttling and memory.
     "container_cpu_usage_seconds_total",
     "container_cpu_cfs_throttled_periods_total",
     "container_cpu_cfs_periods_total",
     "container_memory_working_set_bytes",
-    # NVIDIA's DCGM exporter: GPU utilisation and memory of the GPU embedder.
+    # NVIDIA's DCGM exporter: GPU utilisation of the GPU embedder.
     "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
 })  # fmt: skip
 """Series of the cluster's own exporters (kube-prometheus-stack runs kube-state-metrics and scrapes
 cAdvisor; the DCGM exporter comes with NVIDIA's GPU operator), named one by one: the saturation
