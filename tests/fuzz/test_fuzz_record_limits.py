@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from facestream.errors import InvalidMessage
-from facestream.runtime.commit import Transactional
 from facestream.runtime.runner import (
     OUTPUT_REFUSED,
     OUTPUT_TOO_LARGE,
@@ -50,6 +49,7 @@ from facestream.transport.kafka import (
     create_missing_topics,
 )
 from facestream.transport.topics import DEAD_LETTER_KEEP_BYTES, MAX_BATCH_BYTES, MAX_RECORD_BYTES
+from facestream.transport.transactional import Transactional
 from tests.fixtures.kafka import committed_offsets, delete_topics, end_offsets, read_topic
 from tests.fuzz.strategies import fuzz
 

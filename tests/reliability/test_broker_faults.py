@@ -29,7 +29,6 @@ from confluent_kafka import KafkaException, TopicPartition
 from facestream import codec
 from facestream.errors import InvalidMessage
 from facestream.messages import Frame, FrameRef
-from facestream.runtime.commit import Transactional
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, ModelSettings
 from facestream.transport import topics
@@ -41,6 +40,7 @@ from facestream.transport.kafka import (
     ensure_topics,
 )
 from facestream.transport.topics import catalogue
+from facestream.transport.transactional import Transactional
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.kafka import TEST_PARTITIONS, delete_topics, end_offsets

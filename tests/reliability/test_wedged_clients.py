@@ -31,7 +31,6 @@ from prometheus_client import REGISTRY
 from facestream import codec
 from facestream.errors import InvalidMessage
 from facestream.messages import Frame
-from facestream.runtime.commit import Transactional
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
@@ -42,6 +41,7 @@ from facestream.transport.kafka import (
     client_config,
     read_range,
 )
+from facestream.transport.transactional import Transactional
 from tests.fixtures.kafka import committed_offsets, end_offsets
 from tests.reliability.test_rebalance import publish_frames
 

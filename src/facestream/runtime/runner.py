@@ -10,7 +10,7 @@ One batch goes through these steps, in this order, and only in this order:
    dead letter with its origin headers;
 5. flush the producer: if anything is unacknowledged, raise, and commit nothing;
 6. commit the batch's offsets: the explicit last step, done by the commit strategy
-   (runtime/commit.py). In-process, the consumer commits (at-least-once). On Kafka the
+   (transport.base.CommitStrategy). In-process, the consumer commits (at-least-once). On Kafka the
    offsets join the transaction, which then commits together with the outputs: downstream
    (read_committed) sees a batch's outputs exactly once, or not at all.
 
@@ -48,20 +48,24 @@ from typing import Generic, Literal, Protocol, TypeVar
 from facestream.codec import Codec
 from facestream.errors import DeliveryError, FacestreamError, GalleryUnavailable, InvalidMessage
 from facestream.runtime import metrics
-from facestream.runtime.commit import AtLeastOnce, CommitStrategy
+from facestream.runtime.commit import AtLeastOnce
 from facestream.runtime.health import Health
 from facestream.runtime.stall import StallWatch
 from facestream.stages.base import Stage
 from facestream.transport.base import (
+    CommitStrategy,
     Consumer,
     Envelope,
     Headers,
     Producer,
+    RecordRefused,
+    Refusal,
     Rejoining,
+    ReportsLag,
+    ReportsPositions,
     TopicPartition,
     next_offsets,
 )
-from facestream.transport.kafka import RecordRefused, Refusal
 from facestream.transport.topics import DEAD_LETTER_KEEP_BYTES, MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
@@ -288,6 +292,8 @@ class StageRunner(Generic[I, O]):
         self._rejoining = consumer if isinstance(consumer, Rejoining) else None
         """The consumer, where its client can be replaced (Kafka): watched for stalls, its rejoins counted."""
         self._fatal_rejoins = self._rejoining.fatal_rejoins if self._rejoining is not None else 0
+        self._lag = consumer if isinstance(consumer, ReportsLag) else None
+        self._positioned = consumer if isinstance(consumer, ReportsPositions) else None
         self._refused: dict[Position, DeadLetter] = {}
         """Inputs of a rolled-back batch to dead-letter when read again."""
         self._suspects: set[Position] = set()
@@ -481,8 +487,7 @@ class StageRunner(Generic[I, O]):
         self._refused[at] = replace(what, payload=smaller)
 
     def _positions(self) -> dict[TopicPartition, int]:
-        positions = getattr(self.consumer, "positions", None)
-        return dict(positions()) if positions is not None else {}
+        return dict(self._positioned.positions()) if self._positioned is not None else {}
 
     def _catch_up(self) -> None:
         """Idle, with the consumer past what was committed (only transaction markers or aborted
@@ -575,8 +580,7 @@ class StageRunner(Generic[I, O]):
             self._stall_watch.reset()
         now = time.time()
         metrics.LAST_POLL.labels(self._name).set(now)
-        lag = getattr(self.consumer, "lag", None)
-        if lag is not None and now - self._last_lag >= self.policy.lag_interval_s:
+        if self._lag is not None and now - self._last_lag >= self.policy.lag_interval_s:
             self._last_lag = now
-            for (topic, partition), value in lag().items():
+            for (topic, partition), value in self._lag.lag().items():
                 metrics.CONSUMER_LAG.labels(self._name, topic, str(partition)).set(value)

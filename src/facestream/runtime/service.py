@@ -7,7 +7,7 @@ group so the partitions move at once. The grace period is enforced: a batch that
 finish within `--shutdown-grace-s` is abandoned uncommitted and the process exits 3, so a
 hung call can never turn a rolling update into a wait for SIGKILL with no word of why.
 
-On Kafka every consuming stage commits through a transaction (runtime/commit.py); its
+On Kafka every consuming stage commits through a transaction (transport/transactional.py); its
 transactional id and its static group membership come from `--replica-id`.
 
 A service started while Kafka is down (a cluster restart, a node that comes up first) waits
@@ -37,13 +37,13 @@ from pydantic_settings import BaseSettings
 from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
 from facestream.codec import Codec
 from facestream.errors import FacestreamError
-from facestream.runtime.commit import Transactional
 from facestream.runtime.health import Health, serve
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, RuntimeSettings
 from facestream.stages.base import Stage
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaConsumer, TransactionalProducer, client_config
+from facestream.transport.transactional import Transactional
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from facestream.errors import DeliveryError
+
 Headers = tuple[tuple[str, bytes], ...]
 TopicPartition = tuple[str, int]
 Offsets = Mapping[TopicPartition, int]
@@ -93,6 +95,72 @@ class Rejoining(Protocol):
     def rejoin(self) -> None:
         """Leave the group and join it again with a new client."""
         ...
+
+
+@runtime_checkable
+class ReportsLag(Protocol):
+    """A consumer that can say how far behind its input it is (both transports): the runner
+    exports it as consumer lag."""
+
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """Messages not yet consumed, per input partition this consumer owns."""
+        ...
+
+
+@runtime_checkable
+class ReportsPositions(Protocol):
+    """A consumer whose position can run ahead of its last commit with nothing to process in
+    between (Kafka: transaction markers, aborted records); the runner commits up to it when idle
+    so an input at rest shows no lag."""
+
+    def positions(self) -> Mapping[TopicPartition, int]:
+        """The next offset this client will read, per partition it owns."""
+        ...
+
+
+class CommitStrategy(Protocol):
+    """Step 6 of the runner, the commit: at-least-once (runtime/commit.py) or in a Kafka
+    transaction (transport/transactional.py). Here so the runner depends on neither."""
+
+    def begin(self) -> None:
+        """Before the batch's first output is produced."""
+        ...
+
+    def commit(self, offsets: Offsets) -> None:
+        """After every output is flushed: make the batch (its offsets, in a transaction its
+        outputs too) permanent; raise DeliveryError if that cannot be done."""
+        ...
+
+    def rollback(self, first: Offsets) -> bool:
+        """Undo the batch and rewind to `first` (its first offsets) so it is read again.
+        False: this strategy cannot undo anything (the runner must not go on)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One record the broker refused for what it is: `index` counts the producer's `produce`
+    calls since its last `flush` (in a transaction: since `begin`), so the caller can tell which
+    record it was. Transport-neutral so the runner can dead-letter it without importing Kafka."""
+
+    index: int
+    topic: str
+    code: int
+    reason: str
+    too_large: bool = False
+    """Over a size limit (the dead letter then says output_too_large, not output_refused)."""
+
+
+class RecordRefused(DeliveryError):
+    """Records were refused for what they are (transport/kafka.py `RECORD_ERRORS`), by produce()
+    itself or by the broker. Found by the broker inside a transaction, the refusal leaves the
+    transaction able only to abort (checked on Kafka 4.1 with librdkafka 2.16): the batch must be
+    written again without those records. A refusal in produce() leaves the transaction as it was."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        first = refusals[0]
+        super().__init__(f"{len(refusals)} record(s) refused, first to {first.topic}: {first.reason}")
+        self.refusals = tuple(refusals)
 
 
 class Producer(Protocol):

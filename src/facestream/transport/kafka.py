@@ -19,7 +19,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer as CKConsumer
@@ -29,7 +28,15 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from facestream.errors import ConfigError, DeliveryError, FacestreamError
 from facestream.settings import KafkaSettings
-from facestream.transport.base import AssignmentCallback, Envelope, Headers, Offsets, PartitionProgress
+from facestream.transport.base import (
+    AssignmentCallback,
+    Envelope,
+    Headers,
+    Offsets,
+    PartitionProgress,
+    Refusal,
+)
+from facestream.transport.base import RecordRefused as RecordRefused  # re-exported: the sampler's import
 from facestream.transport.topics import FETCH_MAX_BYTES, MAX_RECORD_BYTES, PRODUCER_BATCH_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -65,31 +72,8 @@ only a refusal of a record sent alone names it for sure (the runner isolates sus
 TOO_LARGE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """One record Kafka refused: `index` counts the producer's `produce` calls since its last
-    `flush` (in a transaction: since `begin`), so the caller can tell which record it was."""
-
-    index: int
-    topic: str
-    code: int
-    reason: str
-
-    @property
-    def too_large(self) -> bool:
-        return self.code in TOO_LARGE_ERRORS
-
-
-class RecordRefused(DeliveryError):
-    """Records were refused for what they are (`RECORD_ERRORS`), by produce() itself or by the
-    broker. Found by the broker inside a transaction, the refusal leaves the transaction able only
-    to abort (checked on Kafka 4.1 with librdkafka 2.16): the batch must be written again without
-    those records. A refusal in produce() leaves the transaction as it was."""
-
-    def __init__(self, refusals: Sequence[Refusal]) -> None:
-        first = refusals[0]
-        super().__init__(f"{len(refusals)} record(s) refused, first to {first.topic}: {first.reason}")
-        self.refusals = tuple(refusals)
+def _refusal(index: int, topic: str, error: KafkaError) -> Refusal:
+    return Refusal(index, topic, error.code(), error.str(), too_large=error.code() in TOO_LARGE_ERRORS)
 
 
 class TransactionAborted(DeliveryError):
@@ -612,7 +596,7 @@ class KafkaProducer:
         if error is None or window != self._window:
             return
         if error.code() in RECORD_ERRORS:
-            self._refusals.append(Refusal(index, message.topic() or "", error.code(), error.str()))
+            self._refusals.append(_refusal(index, message.topic() or "", error))
         elif len(self._failures) < 1000:
             self._failures.append(f"{message.topic()}: {error.str()}")
 
@@ -631,7 +615,7 @@ class KafkaProducer:
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.code() in RECORD_ERRORS:
-                    raise RecordRefused([Refusal(index, topic, error.code(), error.str())]) from None
+                    raise RecordRefused([_refusal(index, topic, error)]) from None
                 raise
         self._producer.poll(0)
 
