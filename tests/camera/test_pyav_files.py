@@ -162,3 +162,14 @@ def test_pyav_and_opencv_frames_find_the_same_faces(gop1: Path, finder: FaceFind
         found_a = [o.bbox for o in finder.find(a.image)]
         found_b = [o.bbox for o in finder.find(b.image)]
         assert found_a and found_a == found_b
+
+
+def test_key_frames_off_the_sample_grid_give_one_frame_per_interval(faces_dir: Path, tmp_path: Path) -> None:
+    """Key frames every 0.6 s sampled at 1 fps: each sample takes the nearest key frame, never two
+    frames for one sample time, and only key frames are decoded."""
+    path = make_h264([faces_dir / p for p in PHOTOS], tmp_path / "gop06.mp4", size=(320, 176), gop_s=0.6)
+    source = PyAvVideoFile(spec(path), 1)
+    times = [c.captured_at_ms - START for c in read_all(source)]
+    assert times == [0, 1200, 1800, 3000, 4200, 4800, 6000, 7200]  # 1000 -> 1200, 2000 -> 1800, ...
+    assert all(abs(t - 1000 * k) <= 300 for k, t in enumerate(times))  # within half a GOP
+    assert source.stats.decoded == len(times) and not source.stats.gop_over_interval

@@ -55,6 +55,8 @@ class DecodeStats:
     """Seconds between the last two key frames seen."""
     gop_over_interval: bool = False
     """Whether that GOP is longer than the sampling interval (frames decoded on demand)."""
+    undecodable: int = 0
+    """Packets the decoder refused (corrupt data); their frames are not sampled."""
 
 
 if TYPE_CHECKING:
@@ -124,18 +126,18 @@ class PyAvVideoFile(FrameSource):
 
     def read(self) -> Captured | None:
         assert self._frames is not None, "open() first"
-        while not self._cancelled.is_set():
-            try:
-                media_ms, frame = next(self._frames)
-            except StopIteration:
-                return None
-            except av.error.FFmpegError as exc:
-                raise self._error(f"does not decode: {exc}") from None
-            image = frame.to_ndarray(format="bgr24")
-            if self._realtime and not self._sleep(self._opened_at + media_ms / 1000.0 - time.monotonic()):
-                return None
-            return Captured(np.asarray(image, np.uint8), self._epoch_ms + round(media_ms))
-        return None
+        if self._cancelled.is_set():
+            return None
+        try:
+            media_ms, frame = next(self._frames)
+        except StopIteration:
+            return None
+        except av.error.FFmpegError as exc:  # the container itself: the worker reopens it
+            raise self._error(f"cannot read video: {exc}") from None
+        image = frame.to_ndarray(format="bgr24")
+        if self._realtime and not self._sleep(self._opened_at + media_ms / 1000.0 - time.monotonic()):
+            return None
+        return Captured(np.asarray(image, np.uint8), self._epoch_ms + round(media_ms))
 
     def close(self) -> None:
         self._frames = None
@@ -242,17 +244,18 @@ class PyAvVideoFile(FrameSource):
     ) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
         """Take this GOP's samples: from key frames if it is short, else decoded on demand."""
         interval = 1000.0 / self.fps
-        key_ms = gop[0][0]
-        if next_key is not None and next_key[0] - key_ms <= interval + 1e-3 and gop[0][1].is_keyframe:
+        if next_key is not None and next_key[0] - gop[0][0] <= interval + 1e-3 and gop[0][1].is_keyframe:
             # At most one sample time falls in a GOP this short: the nearer key frame stands in.
             while self._next_ms < next_key[0] - 1e-6:
-                sample_ms = max(self._next_ms, key_ms)
+                sample_ms = self._next_ms
                 candidates = [k for k in (gop[0], next_key) if k[0] > self._taken_ms]
                 if not candidates:
                     break
                 chosen = min(candidates, key=lambda k: abs(k[0] - sample_ms))
                 self._taken_ms = chosen[0]
-                self._next_ms = (int(chosen[0] / interval + 1e-6) + 1) * interval
+                # one frame per interval, whether the key frame came before or after its sample time
+                grid_after = (int(chosen[0] / interval + 1e-6) + 1) * interval
+                self._next_ms = max(grid_after, sample_ms + interval)
                 if self._wanted(chosen[0]):
                     yield from self._decode(context, [chosen], {chosen[0]}, keyframes_only=True)
             return
@@ -273,18 +276,18 @@ class PyAvVideoFile(FrameSource):
         context.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
         got: dict[float, av.video.frame.VideoFrame] = {}
 
-        def keep(frames: list[av.video.frame.VideoFrame]) -> None:
-            for frame in frames:
+        def keep(packet: _Packet | None) -> None:
+            for frame in self._decoded(context, packet):
                 if frame.pts is not None and (ms := self._ms(frame.pts)) in picks:
                     got[ms] = frame
 
         for _, packet in packets:
             self.stats.decoded += 1
-            keep(context.decode(packet))
+            keep(packet)
             if len(got) == len(picks):
                 break
         else:
-            keep(context.decode(None))
+            keep(None)
         context.flush_buffers()
         return sorted(got.items(), key=lambda item: item[0])
 
@@ -293,11 +296,22 @@ class PyAvVideoFile(FrameSource):
     ) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
         """An overlong GOP: decode every packet, take frames as they come out (in media order)."""
         self.stats.decoded += 1
-        for frame in context.decode(packet):
+        for frame in self._decoded(context, packet):
             yield from self._take(frame)
 
+    def _decoded(
+        self, context: av.VideoCodecContext, packet: _Packet | None
+    ) -> list[av.video.frame.VideoFrame]:
+        """The frames a packet (None: the end) lets out; a packet that does not decode is counted and
+        skipped, as OpenCV's FFmpeg backend does, rather than failing the camera."""
+        try:
+            return context.decode(packet)
+        except av.error.InvalidDataError:
+            self.stats.undecodable += 1
+            return []
+
     def _drain(self, context: av.VideoCodecContext) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
-        for frame in context.decode(None):
+        for frame in self._decoded(context, None):
             yield from self._take(frame)
         context.flush_buffers()
 
