@@ -173,3 +173,14 @@ def test_key_frames_off_the_sample_grid_give_one_frame_per_interval(faces_dir: P
     assert times == [0, 1200, 1800, 3000, 4200, 4800, 6000, 7200]  # 1000 -> 1200, 2000 -> 1800, ...
     assert all(abs(t - 1000 * k) <= 300 for k, t in enumerate(times))  # within half a GOP
     assert source.stats.decoded == len(times) and not source.stats.gop_over_interval
+
+
+def test_a_gop_too_long_to_hold_is_decoded_as_it_comes(gop4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded: past MAX_GOP_PACKETS a GOP is decoded as it streams, same samples."""
+    monkeypatch.setattr("facestream.camera.pyav.MAX_GOP_PACKETS", 30)
+    source = PyAvVideoFile(spec(gop4), 1)
+    sampled = read_all(source)
+    times = [c.captured_at_ms - START for c in sampled]
+    assert times == [1000 * k for k in range(8)]
+    check_times_and_pictures(gop4, [c.image for c in sampled], times)
+    assert source.stats.decoded == 200  # every packet: the price of not holding the GOP

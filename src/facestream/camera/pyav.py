@@ -184,12 +184,12 @@ class PyAvVideoFile(FrameSource):
             self.stats.packets += 1
             last_ms = ms if last_ms is None else max(last_ms, ms)
             if packet.is_keyframe and gop:
+                self._note_gop(gop[0][0], ms)  # before its frames: the metric is set when they are read
                 if streaming:
                     yield from self._drain(context)
                     streaming = False
                 else:
                     yield from self._sample_gop(context, gop, (ms, packet))
-                self._note_gop(gop[0][0], ms)
                 gop = []
             if streaming:
                 yield from self._decode_streaming(context, packet)
