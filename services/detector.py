@@ -8,6 +8,7 @@ from facestream import codec
 from facestream.runtime.service import ConsumingService, Settings
 from facestream.settings import DetectorSettings, ModelSettings
 from facestream.stages.detect import DetectStage
+from facestream.stages.tracks import tracks_for
 from facestream.transport import topics
 from facestream.vision.factory import build_finder
 
@@ -19,6 +20,7 @@ def build(settings: Settings) -> DetectStage:
         max_frame_pixels=detector.max_frame_pixels,
         thumbnail_px=detector.thumbnail_px,
         max_future_skew_s=detector.max_future_skew_s,
+        tracks=tracks_for(detector),
     )
 
 

@@ -168,6 +168,23 @@ class DetectorSettings(BaseSettings):
         description="frames dated more than this ahead of the detector's clock go to the DLQ "
         "(reason future_timestamp); past times are accepted (replayed files); 0: no limit",
     )
+    track_faces: bool = Field(
+        True,
+        description="track faces per camera and forward a track's face only when it is new, "
+        "clearly better or due again (fewer embeddings); off: every face of every frame",
+    )
+    track_refresh_s: float = Field(
+        10.0, gt=0, allow_inf_nan=False, description="a track forwards a face again after this long"
+    )
+    track_max_gap_s: float = Field(
+        2.0, gt=0, allow_inf_nan=False, description="a track unseen for this long ends"
+    )
+    track_better_by: float = Field(
+        1.3,
+        ge=1,
+        allow_inf_nan=False,
+        description="a face this many times better than its track's best is forwarded",
+    )
 
 
 class EmbedderSettings(BaseSettings):

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from facestream.stages.detect import DetectStage
     from facestream.stages.embed import EmbedStage
     from facestream.stages.match import MatchStage
+    from facestream.stages.tracks import tracks_for
     from facestream.vision.factory import build_embedder, build_finder
 
     gallery_s = settings_from(args, GallerySettings)
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 build_finder(detector_s, model_s),
                 max_frame_pixels=detector_s.max_frame_pixels,
                 thumbnail_px=detector_s.thumbnail_px,
+                tracks=tracks_for(detector_s),
             ),
             EmbedStage(embedder),
             MatchStage(gallery, threshold=matcher_s.match_threshold, top_k=matcher_s.top_k, policy=policy),

@@ -61,6 +61,12 @@ FACES_DETECTED = Counter("facestream_faces_detected_total", "Faces found by the 
 FACES_REJECTED = Counter(
     "facestream_faces_rejected_total", "Faces dropped by a quality gate, by gate", ["reason"]
 )
+FACES_TRACKED = Counter(
+    "facestream_faces_tracked_total",
+    "Faces that passed the gates, by the tracker's decision (new, better, refresh: forwarded; "
+    "same: dropped, its track already forwarded a face as good)",
+    ["decision"],
+)
 
 # -- matcher ---------------------------------------------------------------------------------
 GALLERY_UP = Gauge("facestream_gallery_up", "1 when the last gallery search succeeded")

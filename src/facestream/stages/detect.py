@@ -10,6 +10,7 @@ from facestream.imaging import decode_jpeg
 from facestream.messages import Face, Frame
 from facestream.runtime import metrics
 from facestream.stages.base import each
+from facestream.stages.tracks import FaceTracks, Seen, appearance
 from facestream.vision.faces import FaceFinder, thumbnail_jpeg
 
 FUTURE_TIMESTAMP = "future_timestamp"
@@ -17,7 +18,9 @@ FUTURE_TIMESTAMP = "future_timestamp"
 
 
 class DetectStage:
-    """The first stage to read a frame, so the one that refuses a capture time from the future.
+    """The first stage to read a frame, so the one that refuses a capture time from the future,
+    and the one that sees a camera's frames in order, so the one that tracks faces (`tracks`:
+    a track's face is forwarded when it is new, clearly better, or due again; stages/tracks.py).
 
     A frame dated more than `max_future_skew_s` ahead of the clock (a clock far off, a forged
     record) is dead-lettered undecoded, not clamped: a made-up time would pass for the capture
@@ -35,12 +38,14 @@ class DetectStage:
         max_frame_pixels: int,
         thumbnail_px: int,
         max_future_skew_s: float = 0.0,
+        tracks: FaceTracks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._finder = finder
         self._max_frame_pixels = max_frame_pixels
         self._thumbnail_px = thumbnail_px
         self._max_future_skew_ms = max_future_skew_s * 1000
+        self._tracks = tracks
         self._clock = clock
 
     def process(self, items: Sequence[Frame]) -> list[list[Face] | InvalidMessage]:
@@ -49,24 +54,40 @@ class DetectStage:
     def faces_in(self, frame: Frame) -> list[Face]:
         self._check_time(frame)
         image = decode_jpeg(frame.jpeg, max_pixels=self._max_frame_pixels)
-        faces: list[Face] = []
+        passed = []
         for observation in self._finder.find(image):
             metrics.FACES_DETECTED.inc()
             if observation.rejection is not None:
                 metrics.FACES_REJECTED.labels(observation.rejection).inc()
                 continue
-            faces.append(
-                Face(
-                    ref=frame.ref,
-                    face_index=len(faces),
-                    bbox=observation.bbox,
-                    landmarks=tuple((float(x), float(y)) for x, y in observation.five),
-                    quality=observation.quality,
-                    aligned=observation.aligned.tobytes(),
-                    thumbnail_jpeg=thumbnail_jpeg(image, observation.bbox, side=self._thumbnail_px),
-                )
+            passed.append(observation)
+        forwarded = [True] * len(passed)
+        if self._tracks is not None:
+            ref = frame.ref
+            decisions = self._tracks.decide(
+                ref.camera_id,
+                ref.frame_id,
+                ref.captured_at_ms,
+                [Seen(o.bbox, o.quality, appearance(o.aligned)) for o in passed],
             )
-        return faces
+            for decision in decisions:
+                metrics.FACES_TRACKED.labels(decision.value).inc()
+            forwarded = [d.forwarded for d in decisions]
+        # face_index counts every face that passed the gates, forwarded or not, so a face's id
+        # does not depend on the tracker's state.
+        return [
+            Face(
+                ref=frame.ref,
+                face_index=index,
+                bbox=observation.bbox,
+                landmarks=tuple((float(x), float(y)) for x, y in observation.five),
+                quality=observation.quality,
+                aligned=observation.aligned.tobytes(),
+                thumbnail_jpeg=thumbnail_jpeg(image, observation.bbox, side=self._thumbnail_px),
+            )
+            for index, observation in enumerate(passed)
+            if forwarded[index]
+        ]
 
     def _check_time(self, frame: Frame) -> None:
         if self._max_future_skew_ms <= 0:
