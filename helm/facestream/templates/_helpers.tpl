@@ -148,12 +148,31 @@ Call with (list $ $svc).
 {{- end -}}
 
 {{/*
-The GPU embedder's image: embedder.gpu.image.digest, else its tag, else the CPU image's tag plus
-imageTagSuffix. A pinned CPU digest says nothing about the GPU image, so with image.digest and no GPU
-digest or tag the chart fails rather than run the CPU image with the CUDA provider.
+One service's (CPU) image: <service>.image.digest or .tag when set (an upgrade that rolls the services
+one at a time, consumers before producers: docs/operations.md, Upgrades and rollback), else the
+release's image. Call with (list $ "detector") (the values key).
+*/}}
+{{- define "facestream.serviceImage" -}}
+{{- $root := index . 0 -}}
+{{- $own := (index $root.Values (index . 1)).image | default dict -}}
+{{- if $own.digest -}}
+{{- printf "%s@%s" $root.Values.image.repository $own.digest -}}
+{{- else if $own.tag -}}
+{{- printf "%s:%s" $root.Values.image.repository $own.tag -}}
+{{- else -}}
+{{- include "facestream.image" $root -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The GPU embedder's image: embedder.gpu.image.digest, else its tag, else the CPU image's tag
+(embedder.image.tag, else image.tag, else appVersion) plus imageTagSuffix. A pinned CPU digest says
+nothing about the GPU image, so with image.digest (or embedder.image.digest) and no GPU digest or tag
+the chart fails rather than run the CPU image with the CUDA provider.
 */}}
 {{- define "facestream.gpuImage" -}}
 {{- $img := .Values.image -}}
+{{- $own := .Values.embedder.image | default dict -}}
 {{- $gpu := .Values.embedder.gpu -}}
 {{- $g := $gpu.image | default dict -}}
 {{- $repo := default $img.repository $g.repository -}}
@@ -161,10 +180,10 @@ digest or tag the chart fails rather than run the CPU image with the CUDA provid
 {{- printf "%s@%s" $repo $g.digest -}}
 {{- else if $g.tag -}}
 {{- printf "%s:%s" $repo $g.tag -}}
-{{- else if $img.digest -}}
-{{- fail "image.digest pins the CPU image only: the GPU embedder (embedder.gpu.enabled) needs embedder.gpu.image.digest (or embedder.gpu.image.tag) of the image built with --build-arg EXTRAS=gpu" -}}
+{{- else if or $img.digest $own.digest -}}
+{{- fail "image.digest (or embedder.image.digest) pins the CPU image only: the GPU embedder (embedder.gpu.enabled) needs embedder.gpu.image.digest (or embedder.gpu.image.tag) of the image built with --build-arg EXTRAS=gpu" -}}
 {{- else -}}
-{{- printf "%s:%s%s" $repo (default .Chart.AppVersion $img.tag) $gpu.imageTagSuffix -}}
+{{- printf "%s:%s%s" $repo (default (default .Chart.AppVersion $img.tag) $own.tag) $gpu.imageTagSuffix -}}
 {{- end -}}
 {{- end -}}
 
