@@ -6,6 +6,7 @@ import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -217,13 +218,17 @@ def test_close_interrupts_a_blocked_read_at_once(mjpeg_camera: Start) -> None:
 # -- RTSP, through FFmpeg -------------------------------------------------------------------------
 
 
-def test_rtsp_gives_the_newest_frame_with_credentials(rtsp_camera: Callable[..., RtspCamera]) -> None:
+@pytest.mark.parametrize(("decoder", "transport"), [("auto", "pyav"), ("opencv", "ffmpeg")])
+def test_rtsp_gives_the_newest_frame_with_credentials(
+    rtsp_camera: Callable[..., RtspCamera], decoder: Literal["auto", "opencv"], transport: str
+) -> None:
     camera = rtsp_camera(fps=20, credentials=("op", "Secr3t"))
-    source = open_source(CameraSpec(camera_id="rtsp", url=camera.url), default_fps=5, stall_timeout_s=3)
+    spec = CameraSpec(camera_id="rtsp", url=camera.url, decoder=decoder)
+    source = open_source(spec, default_fps=5, stall_timeout_s=3)
     assert isinstance(source, LiveStream)
     source.open()
     try:
-        assert source.transport == "ffmpeg"
+        assert source.transport == transport
         counters = []
         for _ in range(4):
             captured = source.read()

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from facestream.camera.fleet import CameraFleet
-from facestream.camera.pyav import PyAvVideoFile
-from facestream.camera.sources import VideoFile, open_source
+from facestream.camera.pyav import PyAvLiveStream, PyAvVideoFile
+from facestream.camera.sources import LiveStream, VideoFile, open_source
 from facestream.camera.spec import CameraSpec, parse_camera
 from facestream.errors import ConfigError
 from facestream.messages import Frame
@@ -148,8 +148,13 @@ def test_a_realtime_file_is_paced_by_media_time(gop1: Path) -> None:
 def test_the_decoder_is_chosen_per_camera(gop1: Path) -> None:
     assert isinstance(open_source(spec(gop1, decoder="opencv"), default_fps=1), VideoFile)
     assert isinstance(open_source(spec(gop1, decoder="pyav"), default_fps=1), PyAvVideoFile)
-    with pytest.raises(ConfigError, match="decoder 'pyav' reads video files only"):
-        parse_camera({"camera_id": "c", "url": "rtsp://cam/live", "decoder": "pyav"})
+    assert isinstance(
+        open_source(spec(gop1).model_copy(update={"url": "rtsp://cam/live"}), default_fps=1), PyAvLiveStream
+    )
+    rtsp_opencv = CameraSpec(camera_id="c", url="rtsp://cam/live", decoder="opencv")
+    assert type(open_source(rtsp_opencv, default_fps=1)) is LiveStream
+    with pytest.raises(ConfigError, match="decoder 'pyav' does not read http"):
+        parse_camera({"camera_id": "c", "url": "http://cam/video.mjpg", "decoder": "pyav"})
     with pytest.raises(ConfigError, match="decoder"):
         parse_camera({"camera_id": "c", "url": "x.mp4", "decoder": "gstreamer"})
 

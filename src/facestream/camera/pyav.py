@@ -20,6 +20,7 @@ buffered (packets only, undecoded) until the next key frame shows how long it is
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
-from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, FrameSource, now_ms
+from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, FrameSource, Image, LiveStream, now_ms
 from facestream.camera.spec import CameraSpec
+from facestream.errors import CameraError
 
 log = logging.getLogger(__name__)
 
@@ -318,3 +320,138 @@ class PyAvVideoFile(FrameSource):
     def _take(self, frame: av.video.frame.VideoFrame) -> Iterator[tuple[float, av.video.frame.VideoFrame]]:
         if frame.pts is not None and self._due(ms := self._ms(frame.pts)) and self._wanted(ms):
             yield ms, frame
+
+
+class PyAvLiveStream(LiveStream):
+    """A network stream (RTSP, UDP, TCP, RTMP, SRT) read by PyAV, decoding key frames only while
+    the GOP fits the sampling interval.
+
+    As `LiveStream`, a grab thread keeps only the newest frame and the sampler takes it at each
+    tick, under its arrival time. Only key frames are decoded once two of them show a GOP no
+    longer than the interval, so the newest key frame is never older than one interval. With a
+    longer GOP (or before it is known) every frame is decoded, since the newest frame must be
+    ready at any tick; unlike OpenCV none is colour-converted until the sampler takes it. A GOP
+    over the interval is logged once per camera and shown in the GOP metrics.
+    """
+
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        stall_timeout_s: float = 10.0,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
+        self.stats = DecodeStats()
+        self._reported = False
+
+    @property
+    def transport(self) -> str:
+        return "pyav"
+
+    @property
+    def decode_stats(self) -> DecodeStats:
+        return self.stats
+
+    def open(self) -> None:
+        self.close()
+        self._stop = threading.Event()
+        self._latest, self._taken, self._failure = None, 0, None
+        container = self._open_pyav()
+        self._next_tick = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._demux_loop, args=(self._stop, container), name=f"grab-{self.spec.camera_id}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _open_pyav(self) -> av.container.InputContainer:
+        options = (
+            {"rtsp_transport": "tcp"} if self.spec.url.lower().startswith(("rtsp://", "rtsps://")) else {}
+        )
+        try:
+            container = av.open(
+                self.spec.url,
+                mode="r",
+                options=options,
+                timeout=(self._stall_timeout_s, self._stall_timeout_s),
+            )
+        except (av.error.FFmpegError, OSError):
+            raise self._error("cannot connect") from None  # FFmpeg's text may echo the URL
+        if not container.streams.video:
+            container.close()
+            raise self._error("cannot connect: no video stream")
+        context = container.streams.video[0].codec_context
+        if context.width * context.height > self.max_pixels:
+            container.close()
+            raise self._error(
+                f"{context.width}x{context.height} frames are over the limit of {self.max_pixels:,} pixels"
+            )
+        return container
+
+    def _demux_loop(self, stop: threading.Event, container: av.container.InputContainer) -> None:
+        """Owns the connection: demuxes until stopped or failed, then closes it."""
+        sequence = 0
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        context.thread_count = 1
+        interval_s = 1.0 / self.fps
+        last_key_s: float | None = None
+        keys_only = False
+        try:
+            for packet in container.demux(stream):
+                if stop.is_set():
+                    break
+                if packet.size == 0:
+                    continue
+                self.stats.packets += 1
+                if packet.is_keyframe:
+                    base = stream.time_base
+                    at_s = float(packet.pts * base) if packet.pts is not None and base else time.monotonic()
+                    if last_key_s is not None and at_s > last_key_s:
+                        self._note_gop(at_s - last_key_s, interval_s)
+                        keys_only = not self.stats.gop_over_interval
+                    last_key_s = at_s
+                elif keys_only:
+                    continue  # never decoded: the next key frame comes within the interval
+                context.skip_frame = "NONKEY" if keys_only else "DEFAULT"
+                self.stats.decoded += 1
+                try:
+                    frames = context.decode(packet)
+                except av.error.InvalidDataError:
+                    self.stats.undecodable += 1
+                    continue
+                for frame in frames:
+                    sequence += 1
+                    with self._lock:
+                        if stop.is_set():
+                            return
+                        self._latest = (sequence, now_ms(), frame)
+            if not stop.is_set():
+                raise CameraError("stream ended")
+        except (CameraError, av.error.FFmpegError) as exc:
+            if not stop.is_set():
+                detail = str(exc) if isinstance(exc, CameraError) else "stream ended or read failed"
+                with self._lock:
+                    self._failure = detail
+        finally:
+            container.close()
+
+    def _note_gop(self, gop_s: float, interval_s: float) -> None:
+        self.stats.gop_s = round(gop_s, 3)
+        self.stats.gop_over_interval = gop_s > interval_s + 1e-3
+        if self.stats.gop_over_interval and not self._reported:
+            self._reported = True
+            log.warning(
+                "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
+                "every frame is decoded (not key frames only) so the newest is ready at each tick",
+                self.spec.camera_id,
+                gop_s,
+                interval_s,
+            )
+
+    def _decoded(self, frame: object) -> Image | None:
+        if isinstance(frame, av.video.frame.VideoFrame):
+            return np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
+        return super()._decoded(frame)

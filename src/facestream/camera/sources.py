@@ -293,7 +293,8 @@ class LiveStream(FrameSource):
         super().__init__(spec, fps, max_pixels=max_pixels)
         self._stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
-        self._latest: tuple[int, int, Image | bytes] | None = None  # (sequence, captured_at_ms, frame)
+        # (sequence, captured_at_ms, frame): a frame is pixels, JPEG bytes, or what a subclass decodes
+        self._latest: tuple[int, int, object] | None = None
         self._taken = 0
         self._failure: str | None = None
         self._thread: threading.Thread | None = None
@@ -398,9 +399,9 @@ class LiveStream(FrameSource):
             self._sleep(0.005)
         return None
 
-    def _decoded(self, frame: Image | bytes) -> Image | None:
+    def _decoded(self, frame: object) -> Image | None:
         if not isinstance(frame, bytes):
-            return frame
+            return frame  # type: ignore[return-value]  # pixels from the FFmpeg grab thread
         try:
             return decode_jpeg(frame, max_pixels=self.max_pixels)
         except InvalidMessage:
@@ -507,13 +508,18 @@ def open_source(
 ) -> FrameSource:
     """The source type is decided by the URL: scheme, then what the path is. Nothing is opened.
 
-    Video files are read by PyAV (camera/pyav.py: it decodes only the frames sampling needs)
-    unless the camera's `decoder` is "opencv"; live streams stay with OpenCV/FFmpeg and MJPEG.
+    Video files and non-HTTP streams (RTSP, UDP ...) are read by PyAV (camera/pyav.py: it decodes
+    only the frames sampling needs) unless the camera's `decoder` is "opencv"; http(s) streams stay
+    with facestream's MJPEG reader or OpenCV's FFmpeg.
     """
     fps = spec.fps or default_fps
     url = spec.url
     if url.lower().startswith(LIVE_SCHEMES):
-        return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
+        if spec.decoder == "opencv" or url.lower().startswith(("http://", "https://")):
+            return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
+        from facestream.camera.pyav import PyAvLiveStream  # imports this module
+
+        return PyAvLiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
     path = Path(url)
     if path.is_dir():
         return SnapshotFolder(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)

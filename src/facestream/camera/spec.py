@@ -37,15 +37,16 @@ class CameraSpec(BaseModel):
     )
     decoder: Literal["auto", "pyav", "opencv"] = Field(
         "auto",
-        description="video files: auto/pyav = PyAV, which decodes only the frames sampled (key frames "
-        "when the GOP <= the sampling interval); opencv = OpenCV, which decodes every frame",
+        description="video files and rtsp/udp/tcp streams: auto/pyav = PyAV, which decodes key frames "
+        "only when the GOP <= the sampling interval; opencv = OpenCV, which decodes every frame. "
+        "http(s) streams always use the MJPEG reader or OpenCV",
     )
 
     @model_validator(mode="after")
-    def _pyav_reads_files(self) -> CameraSpec:
-        """PyAV reads files only so far: asked for a stream, it would be silently ignored."""
-        if self.decoder == "pyav" and "://" in self.url:
-            raise ValueError("decoder 'pyav' reads video files only; streams use auto or opencv")
+    def _pyav_reads_no_http(self) -> CameraSpec:
+        """http(s) cameras are MJPEG (facestream's reader) or OpenCV: asked for, PyAV would be ignored."""
+        if self.decoder == "pyav" and self.url.lower().startswith(("http://", "https://")):
+            raise ValueError("decoder 'pyav' does not read http(s) streams; use auto or opencv")
         return self
 
     @property
