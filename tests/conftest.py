@@ -30,6 +30,39 @@ pytest_plugins: list[str] = [
 ]
 
 
+FIXTURE_MARKS = {
+    "kafka_broker": "kafka",
+    "kafka_prefix": "kafka",
+    "kafka_topics": "kafka",
+    "private_broker": "kafka",
+    "secure_kafka": "kafka",
+    "milvus_standalone": "milvus",
+    "milvus_standalone_factory": "milvus",
+    "milvus_server": "milvus",
+    "chromium": "browser",
+    "browser": "browser",
+    "k8s_tools": "tools",
+}
+"""Fixtures that start or install something outside this process, and the marker their users get."""
+HEAVY = ("kafka", "milvus", "browser", "tools", "subprocess", "fuzz")
+"""Markers that imply `slow`: `make check` (-m "not slow") leaves these tests to `make test`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark from what a test uses, so a new broker, server or browser test cannot land in the
+    fast tier by forgetting a marker (fixtures reached through other fixtures count too)."""
+    fuzz_dir = REPO / "tests" / "fuzz"
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKS.items():
+            if fixture in used:
+                item.add_marker(marker)
+        if item.path.is_relative_to(fuzz_dir):
+            item.add_marker("fuzz")
+        if any(item.get_closest_marker(name) for name in HEAVY):
+            item.add_marker("slow")
+
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     """../shared/data/faces beside the checkout (CI has it); FACESTREAM_FACES overrides."""

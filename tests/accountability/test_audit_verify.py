@@ -65,6 +65,7 @@ def test_the_intact_log_verifies(written: tuple[bytes, bytes], audit_key: AuditK
     assert (verdict.records, verdict.checkpoints, verdict.unsealed) == (22, 4, 0)
 
 
+@pytest.mark.slow  # about 7 s: every byte of the log
 def test_every_flipped_byte_is_found_on_its_own_line(
     written: tuple[bytes, bytes], audit_key: AuditKey
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fixtures.accountability import audit_records
 
-pytestmark = pytest.mark.usefixtures("accountability_env")
+pytestmark = [pytest.mark.usefixtures("accountability_env"), pytest.mark.subprocess]
 
 
 def facestream(*args: str) -> subprocess.CompletedProcess[str]:

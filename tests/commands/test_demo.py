@@ -17,6 +17,8 @@ from facestream.settings import ModelSettings
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.media import REPO_ROOT, facestream_cli, non_log_lines, read
 
+pytestmark = pytest.mark.subprocess  # the real CLI in its own process
+
 SAMPLE = sample_dir()
 
 

@@ -35,6 +35,8 @@ from tests.fixtures.media import (
     non_log_lines,
 )
 
+pytestmark = pytest.mark.subprocess  # the real CLI in its own process
+
 THRESHOLD = MatcherSettings().match_threshold
 Candidates = list[dict[str, Any]]
 

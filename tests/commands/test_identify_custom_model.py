@@ -19,6 +19,8 @@ from facestream.settings import ModelSettings
 from facestream.vision.models import BUILTIN_MODELS, sha256_of
 from tests.fixtures.media import facestream_cli, grant_authorisation, non_log_lines
 
+pytestmark = pytest.mark.subprocess  # the real CLI in its own process
+
 LICENSED = "arcface r50 (licensed).onnx"
 
 LEGACY_IDS = """

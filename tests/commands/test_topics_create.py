@@ -22,6 +22,8 @@ from facestream.settings import KafkaSettings
 from facestream.transport.kafka import client_config
 from facestream.transport.topics import CATALOGUE
 
+pytestmark = pytest.mark.subprocess  # the real CLI in its own process
+
 FACESTREAM = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "facestream"
 ONE_EACH = ",".join(f"{t.name}=1" for t in CATALOGUE)
 """One partition per topic: the shared test broker stays small."""

@@ -13,6 +13,8 @@ import pytest
 from facestream.settings import ModelSettings
 from tests.fixtures.media import facestream_cli, grant_authorisation, non_log_lines
 
+pytestmark = pytest.mark.subprocess  # the real CLI in its own process
+
 
 def facestream(*args: str, model_settings: ModelSettings) -> subprocess.CompletedProcess[str]:
     return facestream_cli(*args, model_dir=model_settings.model_dir)

@@ -134,6 +134,7 @@ def synthetic_entries(
 
 
 @BOTH_BACKENDS
+@pytest.mark.slow  # about 11 s: more entries than one query returns
 def test_more_entries_than_one_query_returns_are_all_listed_and_expired(
     gallery_backend: GalleryBackend,
 ) -> None:

@@ -93,6 +93,7 @@ def test_operators_manage_accounts_audited_without_the_password(tmp_path: Path) 
     assert "config.change" in actions(state)
 
 
+@pytest.mark.subprocess
 def test_the_service_refuses_a_missing_state_directory_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(FACESTREAM), "review", "--gallery", str(tmp_path / "nowhere"),

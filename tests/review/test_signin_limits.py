@@ -51,6 +51,8 @@ from tests.fixtures.audit import make_key
 from tests.integration.processes import services
 from tests.review.world import PARTITIONS, add_account, environment, service_args, web_port
 
+pytestmark = pytest.mark.slow  # real scrypt, and limits that wait for their window (about 19 s)
+
 PASSWORD = "rita-review-password"
 WRONG = [f"wrong guess number {i:03d}" for i in range(100)]
 HSTS = "Strict-Transport-Security"
