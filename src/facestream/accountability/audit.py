@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +43,7 @@ from facestream.accountability.audit_keys import (
     publish_public_key,
 )
 from facestream.accountability.audit_verify import SignedHead, Verdict, parse_record, verify_file_bytes
+from facestream.accountability.clock import now_ms
 from facestream.errors import AuditError
 
 LOG_FILE = "audit.log"
@@ -123,10 +123,6 @@ class AuditWriter(ABC):
     @abstractmethod
     def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
         """Under the store's lock: build the record on the chain's head, store it, return it."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class AuditLog(AuditWriter):

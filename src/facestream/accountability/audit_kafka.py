@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from facestream.accountability.audit import AuditWriter, now_ms
+from facestream.accountability.audit import AuditWriter
 from facestream.accountability.audit_chain import (
     CHECKPOINT,
     ChainHead,
@@ -31,6 +31,7 @@ from facestream.accountability.audit_chain import (
 )
 from facestream.accountability.audit_keys import KeyRing, Signer
 from facestream.accountability.audit_verify import Verdict, verify_chains
+from facestream.accountability.clock import now_ms
 from facestream.errors import AuditError, ConfigError
 from facestream.settings import KafkaSettings
 from facestream.transport.base import Producer

@@ -35,10 +35,11 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from facestream.accountability.audit import LOG_FILE, Actor, AuditLog, AuditRecord, AuditWriter, now_ms
+from facestream.accountability.audit import LOG_FILE, Actor, AuditLog, AuditRecord, AuditWriter
 from facestream.accountability.audit_chain import ChainHead
 from facestream.accountability.audit_kafka import KafkaAuditLog
 from facestream.accountability.audit_keys import AuditSettings, Signer, load_signer, publish_public_key
+from facestream.accountability.clock import now_ms
 from facestream.cliargs import settings_from
 from facestream.errors import AuditError, DeliveryError
 from facestream.runtime import metrics

@@ -9,6 +9,7 @@ from facestream.errors import ConfigError
 
 
 def now_ms() -> int:
+    """The one wall clock of the package (tests patch or pass a clock where they need another)."""
     return int(time.time() * 1000)
 
 

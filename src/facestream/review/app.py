@@ -39,6 +39,7 @@ from typing import Any, cast
 from facestream import codec
 from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.audit_chain import SYSTEM_ACTOR, SYSTEM_ROLE
+from facestream.accountability.clock import now_ms
 from facestream.codec import Codec
 from facestream.errors import ConfigError, FacestreamError, InvalidMessage, PermissionDenied
 from facestream.messages import Candidate
@@ -70,10 +71,6 @@ RoleCheck = Callable[[str], Actor]
 
 class ReviewFailed(FacestreamError):
     """The review service stopped on an error; the process exits non-zero so it is restarted."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

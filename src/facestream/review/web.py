@@ -35,10 +35,11 @@ from aiohttp import web
 
 from facestream.accountability.audit import Actor
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
+from facestream.accountability.clock import now_ms
 from facestream.errors import ConfigError, PermissionDenied
 from facestream.review import pages
 from facestream.review.accounts import ReviewerAccounts
-from facestream.review.app import ReviewApp, RoleCheck, now_ms
+from facestream.review.app import ReviewApp, RoleCheck
 from facestream.review.decisions import CandidateReview, DecisionRefused
 from facestream.review.limits import Refused, SignInLimiter, SignInLimits
 from facestream.review.messages import CANDIDATE_ID, VERDICTS, Decision, Verdict

@@ -11,10 +11,6 @@ In = TypeVar("In", contravariant=True)
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
-Outcome = list[O] | InvalidMessage
-"""Either the outputs an input produced (possibly none) or why it is invalid."""
-
-
 class Stage(Protocol[In, O]):
     name: str
 
