@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.helm import CHART, CI_VALUES, K8sTools, Rendered
 
-VARIANTS = {"minimal", "keda", "strimzi", "gpu-embedder"}
+VARIANTS = {"minimal", "keda", "strimzi", "gpu-embedder", "production"}
 
 
 def test_ci_values_cover_every_variant() -> None:
