@@ -5,8 +5,10 @@ costs is decoding. Both decoders run through the sampler's real code: a CameraWo
 CameraFleet starts per camera) over the source open_source picks for `decoder: opencv` and
 `decoder: pyav`, with the FrameEncoder, publishing into a list (no Kafka producer cost). The file
 is 720p 25 fps H.264, 1 s GOP, no B-frames (scalelab/media.py, libx264 veryfast), sampled at
-1 fps; one camera-second = one second of media. CPU from time.process_time() (all threads of this
-process), median of --repeat runs of each, alternated so both see the same machine load.
+1 fps; one camera-second = one second of media. Live rows (--live-seconds): the same file played
+in real time over tcp:// by an FFmpeg child (not counted), one camera-second = one wall second.
+CPU from time.process_time() (all threads of this process); file rows: median of --repeat runs
+of each, alternated so both see the same machine load.
 
     .venv/bin/python load-tests/sampler_decode.py [--seconds 30] [--gop 1] [--fps 1] [--repeat 3]
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scalelab.media import make_h264_video
+from scalelab.media import ffmpeg_exe, make_h264_video
 
 from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder
 from facestream.camera.sources import open_source
@@ -54,6 +58,54 @@ def cpu_per_camera_s(path: Path, seconds: float, fps: float, decoder: str) -> tu
     return used / seconds, len(frames), None if stats is None else stats.decoded
 
 
+def live_cpu_per_camera_s(path: Path, fps: float, decoder: str, seconds: float) -> tuple[float, int | None]:
+    """(CPU s per camera-second, frames decoded where counted) of a live stream: an FFmpeg child
+    plays the file in real time over tcp:// (MPEG-TS, stream copy) and is not counted; one
+    camera-second = one wall second, measured after a 3 s warm-up (the GOP is known by then)."""
+    port = _free_port()
+    child = subprocess.Popen(
+        [
+            ffmpeg_exe(), "-hide_banner", "-loglevel", "fatal", "-re", "-stream_loop", "-1",
+            "-i", str(path), "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1",
+        ],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    settings = SamplerSettings()
+    spec = CameraSpec(
+        camera_id=f"bench-live-{decoder}", url=f"tcp://127.0.0.1:{port}", fps=fps, decoder=decoder
+    )
+    source = open_source(spec, default_fps=fps, stall_timeout_s=10)
+    frames: list[Frame] = []
+    worker = CameraWorker(
+        spec, source, FrameEncoder(settings.jpeg_quality, settings.max_frame_width), frames.append, Backoff()
+    )
+    try:
+        worker.start()
+        time.sleep(3.0)
+        stats = source.decode_stats
+        decoded = None if stats is None else stats.decoded
+        cpu, wall = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        used, elapsed = time.process_time() - cpu, time.monotonic() - wall
+        stats = source.decode_stats
+        if stats is not None and decoded is not None:
+            decoded = stats.decoded - decoded
+    finally:
+        worker.stop()
+        child.terminate()
+        child.wait(10)
+    if not frames:
+        raise RuntimeError(f"live {decoder}: no frame")
+    return used / elapsed, decoded
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def jpeg_cpu_s_per_frame(path: Path, times: int = 30) -> float:
     """CPU seconds of the FrameEncoder (JPEG at the sampler's default quality) per 720p frame: the
     part of the sampler's cost that no decoder choice changes."""
@@ -77,6 +129,7 @@ def main() -> int:
     p.add_argument("--gop", type=float, default=1.0, help="GOP in seconds")
     p.add_argument("--fps", type=float, default=1.0, help="sampled frames per second")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--live-seconds", type=float, default=10.0, help="per live run; 0: no live rows")
     p.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +149,10 @@ def main() -> int:
                 )
                 runs[decoder].append(per_s)
         encode_s = jpeg_cpu_s_per_frame(media.path)
+        live: dict[str, tuple[float, int | None]] = {}
+        if args.live_seconds > 0:
+            for decoder in ("opencv", "pyav"):
+                live[decoder] = live_cpu_per_camera_s(media.path, args.fps, decoder, args.live_seconds)
     median = {d: statistics.median(v) for d, v in runs.items()}
     report = {
         "media": media.describe(),
@@ -114,6 +171,15 @@ def main() -> int:
         },
         "opencv_over_pyav": round(median["opencv"] / median["pyav"], 1),
         "of_which_jpeg_encode_cpu_s_per_camera_s": round(encode_s * args.fps, 4),
+        "live_tcp_mpegts": {
+            decoder: {
+                "cpu_s_per_camera_s": round(per_s, 4),
+                "cameras_per_core": round(1 / per_s, 1),
+                "frames_decoded": n if n is not None else "all",
+                "wall_s": args.live_seconds,
+            }
+            for decoder, (per_s, n) in live.items()
+        },
     }
     print(json.dumps(report, indent=2))
     print(
@@ -121,6 +187,11 @@ def main() -> int:
         f"ratio {report['opencv_over_pyav']}x; "
         f"cameras/core {1 / median['opencv']:.1f} -> {1 / median['pyav']:.1f}"
     )
+    if live:
+        print(
+            f"live (tcp MPEG-TS) CPU s per camera-second: opencv {live['opencv'][0]:.4f}, "
+            f"pyav {live['pyav'][0]:.4f}, ratio {live['opencv'][0] / live['pyav'][0]:.1f}x"
+        )
     return 0
 
 

@@ -2,11 +2,15 @@
 
 Every source does its own sampling, because what "the next frame" means differs:
 - a video file is sampled by media time (frames at 0, 1/fps, 2/fps ... seconds of video),
-  as fast as it decodes unless paced in real time; skipped frames are grabbed, not retrieved;
+  as fast as it decodes unless paced in real time; read by PyAV (camera/pyav.py), which decodes
+  only key frames when they come at least once per sampling interval, or by OpenCV
+  (`decoder: opencv`), which decodes every frame and converts only the sampled ones;
 - a live stream (rtsp://, http(s):// ...) is read continuously by a grab thread that keeps
   only the newest frame, so a slow consumer never works through a backlog of stale
   frames; the sampler takes that newest frame at each fps tick. MJPEG over HTTP is read
-  by facestream's own reader (camera/mjpeg.py), everything else by FFmpeg;
+  by facestream's own reader (camera/mjpeg.py), other HTTP streams by OpenCV's FFmpeg, and
+  RTSP/UDP/TCP/RTMP/SRT by PyAV (key frames only when the GOP fits the interval) unless
+  `decoder: opencv`;
 - a snapshot folder (a camera that drops JPEGs into a directory) yields its newest image;
 - a still image yields itself once; opening it reads only its header, so a still too large
   to decode is refused before any pixel is allocated, and holding many stills open costs
