@@ -11,6 +11,7 @@ In = TypeVar("In", contravariant=True)
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
+
 class Stage(Protocol[In, O]):
     name: str
 
