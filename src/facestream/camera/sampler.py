@@ -1,7 +1,8 @@
 """Sampling cameras into frames: encoding, per-camera health, and one worker thread per camera.
 
 One thread per camera keeps a stalled or reconnecting camera from delaying any other:
-OpenCV releases the GIL while it decodes and encodes, so the threads run in parallel.
+OpenCV releases the GIL while it decodes and encodes, and PyAV while it decodes (measured: two
+decoding threads use two cores), so the threads run in parallel.
 """
 
 from __future__ import annotations
