@@ -214,7 +214,7 @@ def comment_above(text: str, line: str) -> str:
     """The `# --` comment block directly above the first line equal to `line`."""
     lines = text.splitlines()
     at = lines.index(line)
-    block = []
+    block: list[str] = []
     for previous in reversed(lines[:at]):
         if not previous.strip().startswith("#"):
             break
