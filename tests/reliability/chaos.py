@@ -36,7 +36,11 @@ def service_args(
     model = ["--model-dir", str(model_dir), "--execution-provider", "cpu"]
     return {
         "frame-sampler": [*common, "--replica-id", "sampler-0", "--realtime-files"],
-        "detector": [*common, "--replica-id", "detector-0", *model],
+        # Every face forwarded: the census compares each face, embedding and hit with what the
+        # in-process pipeline makes of the same frames. A tracker forwards a subset that depends
+        # on when it lost its state (a killed detector restarts its tracks), which is by design
+        # (docs/tracking.md) and would make that comparison meaningless.
+        "detector": [*common, "--replica-id", "detector-0", "--no-track-faces", *model],
         "embedder": [*common, "--replica-id", "embedder-0", *model],
         "matcher": [
             *common,
