@@ -304,18 +304,29 @@ def test_stills_over_the_pixel_limit_are_refused_undecoded_in_bounded_memory(
 
 
 def test_stills_go_through_one_at_a_time(gallery: str, tmp_path: Path, models: Path) -> None:
-    """Twelve stills just under the limit (38.5 MP, 115 MB each decoded): all decoded up front
-    they would hold 1.4 GB; one at a time, the run stays under 1 GB."""
-    folder = tmp_path / "stills"
-    folder.mkdir()
+    """Twelve stills just under the limit (38.5 MP, 115 MB each decoded) peak no higher than one.
+
+    All decoded up front they would hold 1.4 GB more. The bound is relative to a run over one
+    still: the absolute peak depends on the machine (a CI runner measured 1.2 GB where this
+    machine measures 0.53 GB for the same run), what grows with the number of stills does not.
+    """
+    one, twelve = tmp_path / "one", tmp_path / "twelve"
     still = flat_png(7000, 5500)
-    for n in range(12):
-        (folder / f"{n:02d}.png").write_bytes(still)
-    run = measured("identify", "--gallery", gallery, str(folder), model_dir=models, out=tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert errors(run.stderr) == [] and non_log_lines(run.stderr) == []
-    assert run.stdout == ""  # white pictures: nobody in them
-    assert run.peak_rss_mb < 1024, f"peak RSS {run.peak_rss_mb:.0f} MB"
+    for folder, count in ((one, 1), (twelve, 12)):
+        folder.mkdir()
+        for n in range(count):
+            (folder / f"{n:02d}.png").write_bytes(still)
+    runs = {
+        folder.name: measured("identify", "--gallery", gallery, str(folder), model_dir=models, out=tmp_path)
+        for folder in (one, twelve)
+    }
+    for run in runs.values():
+        assert run.returncode == 0, run.stderr
+        assert errors(run.stderr) == [] and non_log_lines(run.stderr) == []
+        assert run.stdout == ""  # white pictures: nobody in them
+    one_mb, twelve_mb = runs["one"].peak_rss_mb, runs["twelve"].peak_rss_mb
+    # under two decoded stills of growth: the next still is decoded after the last is released
+    assert twelve_mb - one_mb < 230, f"peak RSS {one_mb:.0f} MB for one still, {twelve_mb:.0f} MB for twelve"
 
 
 def test_a_folder_without_images_is_one_line_and_exit_2(gallery: str, tmp_path: Path, models: Path) -> None:
