@@ -16,13 +16,13 @@ demo: setup
 	$(BIN)/facestream demo
 
 test: setup test-deps
-	$(BIN)/ruff check src services schemas tests load-tests
+	$(BIN)/ruff check src services schemas tests load-tests examples
 	$(BIN)/mypy
 	scripts/dependency-audit.sh
 	$(BIN)/python -m pytest
 
 check: setup
-	$(BIN)/ruff check src services schemas tests load-tests
+	$(BIN)/ruff check src services schemas tests load-tests examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow"
 
