@@ -338,7 +338,7 @@ def _camera(record: Record) -> CameraSpec:
         raise InvalidMessage("invalid_fields", describe_validation_error(exc)) from None
 
 
-CAMERAS: Codec[CameraSpec] = Codec("cameras", 1, _camera_record, _camera)
+CAMERAS: Codec[CameraSpec] = Codec("cameras", 2, _camera_record, _camera)
 FRAMES: Codec[Frame] = Codec("frames", 1, _frame_record, _frame)
 FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
 EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)

@@ -71,6 +71,17 @@ def test_the_avro_form_of_the_cameras_topic_is_read_and_checked() -> None:
         parse_camera(b"\x00\x00\x00\x00\x01" + codec.CAMERAS.encode(spec)[5:])
 
 
+def test_the_decoder_survives_the_avro_form_and_a_v1_config_reads_as_auto() -> None:
+    """cameras v1 had no `decoder`: a camera put through it silently became `auto` (v2 carries it)."""
+    spec = parse_camera({**GOOD, "decoder": "opencv"})  # type: ignore[dict-item]
+    assert parse_camera(codec.CAMERAS.encode(spec)).decoder == "opencv"
+    record = {k: v for k, v in codec.CAMERAS.to_record(spec).items() if k != "decoder"}
+    out = io.BytesIO()
+    out.write(b"\x00" + codec.BUILTIN.id_of("cameras/v1.avsc").to_bytes(4, "big"))
+    fastavro.schemaless_writer(out, codec.BUILTIN.parsed("cameras/v1.avsc"), record)
+    assert parse_camera(out.getvalue()) == spec.model_copy(update={"decoder": "auto"})
+
+
 def test_an_out_of_range_avro_config_is_refused_like_json() -> None:
     record = codec.CAMERAS.to_record(parse_camera(GOOD))  # type: ignore[arg-type]
     record["fps"] = 60.0
