@@ -4,8 +4,9 @@ faust (aiokafka) reads `read_uncommitted` unless the app itself is transactional
 written in Kafka transactions by the matcher's runner, so a faust agent reading it the
 default way would also see the hits of aborted transactions (a matcher that crashed mid-batch)
 and could open an episode on a hit that was never committed. This transport is faust's own
-aiokafka transport with one change: its consumer asks the broker for committed records only.
-Use it with broker URLs of the scheme `SCHEME`.
+aiokafka transport with two changes: its consumer asks the broker for committed records only,
+and it records the gaps those leave (transaction markers) without the delivered message's own
+offset, so that its commits keep up. Use it with broker URLs of the scheme `SCHEME`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ class _CommittedConsumerThread(driver.AIOKafkaConsumerThread):
 class _CommittedConsumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        """faust calls this with `offset_to` = the offset of the message it is delivering and
+        records the gap up to and including it; that message is acked too, and the repeated
+        offset ends the run of consecutive acked offsets faust commits up to. On a transactional
+        input every transaction's marker is such a gap, so each commit moved past one transaction
+        and the group's lag grew while hits kept coming (faust-streaming/faust#606,
+        robinhood/faust#625; tests/runtime/test_episodes_commits.py). The gap is what lies
+        before the delivered message."""
+        await super()._add_gap(tp, offset_from, offset_to - 1)
 
 
 class Transport(driver.Transport):
