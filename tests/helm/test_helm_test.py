@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,15 +203,8 @@ def test_the_hook_reports_the_release_from_a_real_broker(kafka_topics: KafkaSett
             ]
         )
     )
-    # A broker that just started answers ConsumerGroupDescribe with COORDINATOR_LOAD_IN_PROGRESS or
-    # NOT_COORDINATOR until its group coordinator is up, and `cluster status` does not retry those
-    # (so neither does `helm test` right after a broker restart: docs/operations.md). Rerun only then.
-    deadline = time.monotonic() + 90
-    while True:
-        done = run_the_hook(the_test_pod(objects), 120)
-        if "COORDINATOR" not in done.stderr or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    # cluster status waits out a coordinator that is still loading (tests/reliability/test_broker_faults.py)
+    done = run_the_hook(the_test_pod(objects), 120)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     stages = {line["stage"]: line for line in lines if line.get("kind") == "stage"}

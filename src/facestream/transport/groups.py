@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -26,6 +28,15 @@ from confluent_kafka.admin import AdminClient
 from facestream.errors import ConfigError, FacestreamError
 from facestream.settings import KafkaSettings
 from facestream.transport.kafka import client_config
+
+COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+"""Transient answers of a group coordinator that is starting or moving: asked again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +104,8 @@ class GroupReader:
     def status(self, group: str, topic: str) -> GroupStatus:
         count = self.partition_count(topic)
         tps = [TopicPartition(topic, p) for p in range(count)]
-        description = self._result(
-            self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[group]
+        description = self._ask(
+            lambda: self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[group]
         )
         members = tuple(
             Member(
@@ -107,8 +118,8 @@ class GroupReader:
             for m in description.members
         )
         request = [ConsumerGroupTopicPartitions(group, tps)]
-        offsets = self._result(
-            self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout_s)[group]
+        offsets = self._ask(
+            lambda: self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout_s)[group]
         )
         committed = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.offset >= 0}
         marks = self._watermarks(tps)
@@ -139,13 +150,27 @@ class GroupReader:
             consumer.close()
         return out
 
-    def _result(self, future: Any) -> Any:
-        try:
-            return future.result(timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}") from None
-        except TimeoutError:
-            raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers} did not answer") from None
+    def _ask(self, request: Callable[[], Future[Any]]) -> Any:
+        """The answer to `request`, asked again while the group's coordinator is not ready.
+
+        A broker that just started (or took over the group) answers COORDINATOR_LOAD_IN_PROGRESS,
+        NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE for a few seconds while it loads
+        __consumer_offsets; an operator running `cluster status` (or `helm test`) right after a
+        broker restart should get the status, not that transient error.
+        """
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return request().result(timeout=self._timeout_s)
+            except KafkaException as exc:
+                error = exc.args[0]
+                retry = isinstance(error, KafkaError) and error.code() in COORDINATOR_NOT_READY
+                if retry and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers}: {error}") from None
+            except TimeoutError:
+                raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers} did not answer") from None
 
 
 def inspector(settings: KafkaSettings) -> Consumer:
