@@ -259,10 +259,12 @@ def markdown(result: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"Issue 10's goal is >= {target} cameras per core (<= {1 / target:.3f} CPU s per camera-second); "
-        f"the best row above reaches {best}. Today's sampler decodes every frame (VideoFile grabs "
-        "every frame; LiveStream's grab thread reads and colour-converts every frame), so its cost "
-        "barely changes between 1 and 2 sampled fps. Decoding cost grows with the bitrate: a camera "
-        "sending more than these files' bitrates costs more per camera-second.",
+        f"the best row above reaches {best}. The sampler reads these cameras with PyAV (decoder `auto`): "
+        "it decodes key frames only when the GOP is at most the sampling interval (GOP 1 s at 1 fps), "
+        "otherwise each GOP from its key frame up to the last frame sampled from it (a file) or every "
+        "frame (a live stream, so the newest is ready at each tick); so a GOP longer than the interval "
+        "costs more per camera. Decoding cost grows with the bitrate: a camera sending more than "
+        "these files' bitrates costs more per camera-second.",
         "",
         "Reference, not the sampler: FFmpeg decoding only the key frames (`-skip_frame nokey`, one "
         "thread; CPU clock of that child process, start-up included; no colour conversion or JPEG "
