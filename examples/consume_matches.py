@@ -14,11 +14,10 @@ import argparse
 import json
 import signal
 import sys
-import time
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError
-from kafka_client import add_kafka_args, consumer_config
+from confluent_kafka import Consumer
+from kafka_client import add_kafka_args, consumer_config, records
 from topic_schemas import NotAFacestreamMessage, TopicSchemas
 
 SUBJECTS = {"matches": "matches", "alerts.confirmed": "alerts"}
@@ -42,20 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     consumer.subscribe([args.topic_prefix + t for t in names])
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    seen, last_new = 0, time.monotonic()
+    seen = 0
     try:
-        while not stopping and (args.max_messages is None or seen < args.max_messages):
-            if args.stop_when_idle_s is not None and time.monotonic() - last_new > args.stop_when_idle_s:
-                break
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    print(f"kafka: {error.str()}", file=sys.stderr)
-                continue
-            last_new = time.monotonic()
+        for message in records(
+            consumer,
+            stopped=lambda: bool(stopping),
+            stop_when_idle_s=args.stop_when_idle_s,
+            on_error=lambda text: print(f"kafka: {text}", file=sys.stderr),
+        ):
             topic = (message.topic() or "")[len(args.topic_prefix) :]
             line: dict[str, object] = {
                 "topic": topic,
@@ -71,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(line, sort_keys=True), flush=True)
             consumer.commit(message=message, asynchronous=False)
             seen += 1
+            if args.max_messages is not None and seen >= args.max_messages:
+                break
     finally:
         consumer.close()
     return 0

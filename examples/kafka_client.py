@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message
 
 
 def add_kafka_args(parser: argparse.ArgumentParser) -> None:
@@ -36,3 +40,31 @@ def consumer_config(args: argparse.Namespace, default_group: str) -> dict[str, A
             raise SystemExit(f"-X {item}: expected KEY=VALUE")
         config[key] = value
     return config
+
+
+def records(
+    consumer: Consumer,
+    *,
+    stopped: Callable[[], bool],
+    stop_when_idle_s: float | None,
+    on_error: Callable[[str], None],
+) -> Iterator[Message]:
+    """The records `consumer` is given, until `stopped()` or nothing new came for `stop_when_idle_s`.
+
+    A Kafka error the client reports (a broker unreachable, a refused login) goes to `on_error`;
+    librdkafka goes on retrying by itself, so the loop goes on too.
+    """
+    last_new = time.monotonic()
+    while not stopped():
+        if stop_when_idle_s is not None and time.monotonic() - last_new > stop_when_idle_s:
+            return
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                on_error(error.str())
+            continue
+        last_new = time.monotonic()
+        yield message

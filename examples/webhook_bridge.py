@@ -33,8 +33,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
-from kafka_client import add_kafka_args, consumer_config
+from confluent_kafka import Consumer, Message, Producer
+from kafka_client import add_kafka_args, consumer_config, records
 from topic_schemas import NotAFacestreamMessage, TopicSchemas
 
 log = logging.getLogger("webhook-bridge")
@@ -153,20 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     schemas = TopicSchemas()
     consumer.subscribe([args.topic_prefix + "alerts.confirmed"])
-    last_new = time.monotonic()
     try:
-        while not stop.is_set():
-            if args.stop_when_idle_s is not None and time.monotonic() - last_new > args.stop_when_idle_s:
-                break
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka: %s", error.str())
-                continue
-            last_new = time.monotonic()
+        for message in records(
+            consumer,
+            stopped=stop.is_set,
+            stop_when_idle_s=args.stop_when_idle_s,
+            on_error=lambda text: log.warning("kafka: %s", text),
+        ):
             try:
                 alert = schemas.decode(message.value() or b"", "alerts").value
                 delivered = webhook.deliver(str(alert["alert_id"]), alert, stop)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, TypeAlias
@@ -35,7 +35,7 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
-from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, FrameSource, Image, LiveStream, now_ms
+from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile, now_ms
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 
@@ -66,7 +66,25 @@ if TYPE_CHECKING:
     _Buffered: TypeAlias = tuple[float, _Packet]  # (media ms, packet)
 
 
-class PyAvVideoFile(FrameSource):
+def checked(
+    container: av.container.InputContainer,
+    max_pixels: int,
+    error: Callable[[str], CameraError],
+    opening: str,
+) -> av.container.InputContainer:
+    """`container`, if it has a video stream whose frames are within `max_pixels`; else it is
+    closed and `error(...)` raised (`opening` names what failed: opening a file, connecting)."""
+    if not container.streams.video:
+        container.close()
+        raise error(f"{opening}: no video stream")
+    context = container.streams.video[0].codec_context
+    if context.width * context.height > max_pixels:
+        container.close()
+        raise error(f"{context.width}x{context.height} frames are over the limit of {max_pixels:,} pixels")
+    return container
+
+
+class PyAvVideoFile(MediaFile):
     """A video file read with PyAV; same sampling grid, capture times, resume, pacing and looping
     as `VideoFile` (camera/sources.py), except that a key frame may stand in for a sample time
     when key frames come at least once per sampling interval."""
@@ -80,10 +98,7 @@ class PyAvVideoFile(FrameSource):
         loop: bool = False,
         max_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
-        super().__init__(spec, fps, max_pixels=max_pixels)
-        self._realtime = realtime
-        self._loop = loop
-        self._after_ms: int | None = None
+        super().__init__(spec, fps, realtime=realtime, loop=loop, max_pixels=max_pixels)
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[tuple[float, av.video.frame.VideoFrame]] | None = None
         self.stats = DecodeStats()
@@ -93,19 +108,9 @@ class PyAvVideoFile(FrameSource):
     def decode_stats(self) -> DecodeStats:
         return self.stats
 
-    @property
-    def resumable(self) -> bool:
-        return self.spec.start_at_ms is not None and not self._loop
-
-    def resume_after(self, captured_at_ms: int) -> None:
-        if self.resumable:
-            self._after_ms = captured_at_ms
-
     def open(self) -> None:
         self._container = self._open_container()
-        self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
-        skipped_s = max(0, self._after_ms - self._epoch_ms) / 1000.0 if self._after_ms is not None else 0.0
-        self._opened_at = time.monotonic() - skipped_s
+        self._start_clock()
         self._next_ms = 0.0  # the next sample time, media ms
         self._taken_ms = -1.0  # media ms of the last frame taken (published or skipped on resume)
         self._frames = self._passes()
@@ -115,16 +120,7 @@ class PyAvVideoFile(FrameSource):
             container = av.open(self.spec.url, mode="r", timeout=10.0)
         except (av.error.FFmpegError, OSError):
             raise self._error("cannot open video") from None
-        if not container.streams.video:
-            container.close()
-            raise self._error("cannot open video: no video stream")
-        context = container.streams.video[0].codec_context
-        if context.width * context.height > self.max_pixels:
-            container.close()
-            raise self._error(
-                f"{context.width}x{context.height} frames are over the limit of {self.max_pixels:,} pixels"
-            )
-        return container
+        return checked(container, self.max_pixels, self._error, "cannot open video")
 
     def read(self) -> Captured | None:
         assert self._frames is not None, "open() first"
@@ -379,16 +375,7 @@ class PyAvLiveStream(LiveStream):
             )
         except (av.error.FFmpegError, OSError):
             raise self._error("cannot connect") from None  # FFmpeg's text may echo the URL
-        if not container.streams.video:
-            container.close()
-            raise self._error("cannot connect: no video stream")
-        context = container.streams.video[0].codec_context
-        if context.width * context.height > self.max_pixels:
-            container.close()
-            raise self._error(
-                f"{context.width}x{context.height} frames are over the limit of {self.max_pixels:,} pixels"
-            )
-        return container
+        return checked(container, self.max_pixels, self._error, "cannot connect")
 
     def _demux_loop(self, stop: threading.Event, container: av.container.InputContainer) -> None:
         """Owns the connection: demuxes until stopped or failed, then closes it."""

@@ -188,7 +188,41 @@ class StillImage(FrameSource):
             raise self._error(f"cannot read: {exc.strerror}") from None
 
 
-class VideoFile(FrameSource):
+class MediaFile(FrameSource):
+    """What every video-file reader shares (OpenCV's `VideoFile`, PyAV's `PyAvVideoFile`): the
+    options, resuming after a capture time, and the clock that maps media time to capture time."""
+
+    def __init__(
+        self,
+        spec: CameraSpec,
+        fps: float,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        max_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        super().__init__(spec, fps, max_pixels=max_pixels)
+        self._realtime = realtime
+        self._loop = loop
+        self._after_ms: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.spec.start_at_ms is not None and not self._loop
+
+    def resume_after(self, captured_at_ms: int) -> None:
+        if self.resumable:
+            self._after_ms = captured_at_ms
+
+    def _start_clock(self) -> None:
+        """Media time 0 is `start_at_ms` (or now); paced from where it resumes, the first frame
+        after it comes one interval from now."""
+        self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
+        skipped_s = max(0, self._after_ms - self._epoch_ms) / 1000.0 if self._after_ms is not None else 0.0
+        self._opened_at = time.monotonic() - skipped_s
+
+
+class VideoFile(MediaFile):
     """Sampled by media time on a fixed grid; paced to real time only when `realtime` is set.
 
     The k-th sample is the first frame at or after k/fps seconds of media, so the achieved
@@ -211,26 +245,12 @@ class VideoFile(FrameSource):
         loop: bool = False,
         max_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
-        super().__init__(spec, fps, max_pixels=max_pixels)
-        self._realtime = realtime
-        self._loop = loop
+        super().__init__(spec, fps, realtime=realtime, loop=loop, max_pixels=max_pixels)
         self._capture: cv2.VideoCapture | None = None
-        self._after_ms: int | None = None
-
-    @property
-    def resumable(self) -> bool:
-        return self.spec.start_at_ms is not None and not self._loop
-
-    def resume_after(self, captured_at_ms: int) -> None:
-        if self.resumable:
-            self._after_ms = captured_at_ms
 
     def open(self) -> None:
         self._capture = self._open_capture()
-        self._epoch_ms = self.spec.start_at_ms if self.spec.start_at_ms is not None else now_ms()
-        # Paced from where it resumes: the first frame after it comes one interval from now.
-        skipped_s = max(0, self._after_ms - self._epoch_ms) / 1000.0 if self._after_ms is not None else 0.0
-        self._opened_at = time.monotonic() - skipped_s
+        self._start_clock()
         self._native_fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0
         self._index = 0  # frames grabbed since the start of the current pass
         self._pass_offset_ms = 0.0  # media time of the current pass's first frame
