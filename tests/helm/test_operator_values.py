@@ -357,3 +357,73 @@ def test_defaults_render_once_given_what_they_lack(k8s_tools: K8sTools) -> None:
     args = [arg for item in sets for arg in ("--set", item)]
     assert helm(k8s_tools, "lint", "--strict", str(CHART), *args).returncode == 0
     assert helm(k8s_tools, "template", "fs", str(CHART), *args).returncode == 0
+
+
+# -- the reviewers' web app behind an Ingress and the city's SSO (issue 13) ------------------------
+
+INGRESS = [
+    "review.web.ingress.enabled=true",
+    "review.web.ingress.host=review.city.example",
+    "review.web.ingress.tlsSecretName=review-tls",
+    "review.web.trustedProxies={10.244.0.0/16}",
+]
+
+
+def test_no_ingress_unless_asked(render: Render) -> None:
+    assert of_kind(ok(render()), "Ingress") == []
+
+
+def test_the_review_ingress_serves_the_web_port_over_https_behind_sso(render: Render) -> None:
+    objects = ok(
+        render(
+            sets=[
+                *INGRESS,
+                "review.web.ingress.className=nginx",
+                "review.web.ingress.sso.authUrl=http://oauth2-proxy.auth.svc/oauth2/auth",
+                "review.web.ingress.sso.signinUrl=https://auth.city.example/oauth2/start",
+                "review.web.ingress.sso.responseHeaders={X-Auth-Request-Email,X-Auth-Request-Groups}",
+                "review.web.ingress.annotations.cert-manager\\.io/cluster-issuer=city-ca",
+            ]
+        )
+    )
+    (ingress,) = of_kind(objects, "Ingress")
+    services = {component(s): s for s in of_kind(objects, "Service")}
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == services["review"]["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in services["review"]["spec"]["ports"]}
+    assert backend["port"]["name"] == "http"
+    assert ingress["spec"]["tls"] == [{"hosts": ["review.city.example"], "secretName": "review-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "review.city.example"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/auth-url": "http://oauth2-proxy.auth.svc/oauth2/auth",
+        "nginx.ingress.kubernetes.io/auth-signin": "https://auth.city.example/oauth2/start",
+        "nginx.ingress.kubernetes.io/auth-response-headers": "X-Auth-Request-Email,X-Auth-Request-Groups",
+        "cert-manager.io/cluster-issuer": "city-ca",
+    }
+
+
+def test_without_sso_the_ingress_has_no_auth_annotations(render: Render) -> None:
+    (ingress,) = of_kind(ok(render(sets=INGRESS)), "Ingress")
+    assert not any("auth" in key for key in ingress["metadata"].get("annotations", {}))
+
+
+@pytest.mark.parametrize(
+    ("dropped", "extra", "said"),
+    [
+        ("review.web.ingress.host=review.city.example", [], "needs review.web.ingress.host"),
+        ("review.web.ingress.tlsSecretName=review-tls", [], "needs review.web.ingress.tlsSecretName"),
+        ("review.web.trustedProxies={10.244.0.0/16}", [], "needs review.web.trustedProxies"),
+        (
+            "",
+            ["review.web.ingress.sso.authUrl=http://oauth2-proxy/oauth2/auth"],
+            "needs review.web.ingress.sso.signinUrl",
+        ),
+    ],
+)
+def test_an_incomplete_review_ingress_is_refused(
+    render: Render, dropped: str, extra: list[str], said: str
+) -> None:
+    result = render(sets=[*(s for s in INGRESS if s != dropped), *extra])
+    assert result.returncode != 0
+    assert said in result.stderr, result.stderr
