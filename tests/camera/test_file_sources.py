@@ -16,6 +16,7 @@ from facestream.camera.sources import Captured, SnapshotFolder, StillImage, Vide
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 from facestream.sample import make_camera_video
+from tests.camera.h264 import all_frames as decoded_frames
 from tests.camera.reading import read_all
 from tests.camera.stills import flat_png
 
@@ -33,14 +34,7 @@ def video(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def all_frames(video: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
+    frames = decoded_frames(video)
     assert len(frames) == FRAMES
     return frames
 
