@@ -513,7 +513,11 @@ class RangeReader:
         self, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
     ) -> list[Envelope]:
         """The messages at offsets [start, end); offsets that no longer exist (retention) or never
-        held a message (control records, aborted transactions) are simply absent."""
+        held a message (control records, aborted transactions) are simply absent.
+
+        Raises DeliveryError when the range could not be read to its end within `timeout_s` (a
+        broker away): a partial answer would read as "nothing there" and let a caller skip hits.
+        """
         if end <= start:
             return []
         with self._lock:
@@ -521,7 +525,10 @@ class RangeReader:
             out: list[Envelope] = []
             deadline = time.monotonic() + timeout_s
             try:
-                while time.monotonic() < deadline:
+                while True:
+                    if time.monotonic() >= deadline:
+                        span = f"{topic}/{partition} offsets {start}..{end - 1}"
+                        raise DeliveryError(f"reading {span} timed out after {timeout_s:g} s")
                     done = False
                     for message in self._consumer.consume(num_messages=500, timeout=0.01):
                         error = message.error()
