@@ -39,7 +39,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from facestream import codec
-from facestream.errors import ConfigError, FacestreamError, InvalidMessage
+from facestream.errors import ConfigError, DeliveryError, FacestreamError, InvalidMessage
 from facestream.messages import Candidate
 from facestream.runtime import faust_committed, metrics
 from facestream.runtime.changelogs import declare_changelogs
@@ -60,6 +60,8 @@ TABLE = "episodes"
 PROGRESS = "progress"
 STALL_S = 3.0
 """A partition with unapplied input and no event for this long had its last events skipped."""
+SEED_RETRY_S = 1.0
+"""How soon to ask Kafka again where the group starts a partition, when it did not answer."""
 EXPIRE_EVERY_S = 60.0
 """How often, per partition, episodes past their time to live are looked for."""
 READBACK_MARGIN_MS = 60_000
@@ -238,7 +240,7 @@ class EpisodesApp:
             async for event in manual.events():
                 env = faust_envelope(event.message)
                 try:
-                    await seed(env.partition)
+                    await seed(env.partition, wait=True)
                     verdict = guard.check(env.partition, env.offset)
                     if verdict is Verdict.GAP:
                         await apply_skipped(env)
@@ -264,14 +266,26 @@ class EpisodesApp:
             for skipped in missed:
                 await apply(skipped)
 
-        async def seed(partition: int) -> None:
-            """Nothing of this partition applied yet (a new app, or new partitions): start from
-            where the group reads it, so that skipped first events count as skipped."""
-            if guard.needs_seed(partition):
-                start = await asyncio.to_thread(
-                    group_start_offset, config.kafka, config.app_id, hits.get_topic_name(), partition
-                )
+        async def seed(partition: int, *, wait: bool) -> bool:
+            """Nothing of this partition applied yet (a new app, new partitions, a rebalance):
+            start from where the group reads it, so that skipped first events count as skipped.
+
+            Kafka may not answer (a broker restarting right after the rebalance it caused): with
+            `wait` (the event in hand needs it) ask again until it does; without (the timer) try
+            at the next tick. False when the partition is still unseeded."""
+            while guard.needs_seed(partition):
+                try:
+                    start = await asyncio.to_thread(
+                        group_start_offset, config.kafka, config.app_id, hits.get_topic_name(), partition
+                    )
+                except DeliveryError as exc:
+                    log.warning("%s: %s; %s", STAGE, exc, "asking again" if wait else "at the next tick")
+                    if not wait:
+                        return False
+                    await asyncio.sleep(SEED_RETRY_S)
+                    continue
                 guard.seed(partition, start)
+            return True
 
         async def unstall() -> None:
             """Last events of a partition skipped (nothing after them to reveal it): seek back.
@@ -279,8 +293,7 @@ class EpisodesApp:
             if app.rebalancing:
                 return
             mine = [tp for tp in app.consumer.assignment() if tp.topic == hits.get_topic_name()]
-            for tp in mine:
-                await seed(tp.partition)
+            mine = [tp for tp in mine if await seed(tp.partition, wait=False)]
             ends = {tp.partition: app.consumer.highwater(tp) for tp in mine}
             for partition, start in guard.stalled(
                 {p: e for p, e in ends.items() if e and e > 0}, STALL_S
@@ -288,7 +301,11 @@ class EpisodesApp:
                 tp = next(tp for tp in mine if tp.partition == partition)
                 end = ends[partition]
                 guard.touch(partition)
-                found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
+                try:
+                    found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
+                except DeliveryError as exc:  # Kafka away: look again at a later tick
+                    log.warning("%s: %s", STAGE, exc)
+                    continue
                 if not found:
                     guard.quiet(partition, end)
                     await commit_past_markers(tp, end)
