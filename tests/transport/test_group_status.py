@@ -27,7 +27,10 @@ def test_group_status_on_a_fresh_broker_waits_for_the_group_coordinator(tmp_path
     with running_broker(tmp_path / "kafka") as bootstrap:
         kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix="fresh.")
         ensure_topics(kafka, catalogue(kafka.topic_prefix, partitions=TEST_PARTITIONS))
-        status = GroupReader(kafka).status("fresh.facestream-detector", "fresh." + topics.FRAMES)
+        # 60 s, not the CLI's 15: under the full suite's load a fresh broker took longer than 15 s
+        # to create __consumer_offsets (50 partitions) and answer the first group request at all.
+        reader = GroupReader(kafka, timeout_s=60)
+        status = reader.status("fresh.facestream-detector", "fresh." + topics.FRAMES)
     assert status.state in {"DEAD", "EMPTY"}  # no member has ever joined
     assert [p.partition for p in status.partitions] == [0, 1]
     assert all(p.committed is None and p.lag == 0 for p in status.partitions)
