@@ -236,17 +236,7 @@ class VideoFile(MediaFile):
     plays from its start.
     """
 
-    def __init__(
-        self,
-        spec: CameraSpec,
-        fps: float,
-        *,
-        realtime: bool = False,
-        loop: bool = False,
-        max_pixels: int = MAX_FRAME_PIXELS,
-    ) -> None:
-        super().__init__(spec, fps, realtime=realtime, loop=loop, max_pixels=max_pixels)
-        self._capture: cv2.VideoCapture | None = None
+    _capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
         self._capture = self._open_capture()

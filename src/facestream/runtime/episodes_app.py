@@ -301,11 +301,7 @@ class EpisodesApp:
                 tp = next(tp for tp in mine if tp.partition == partition)
                 end = ends[partition]
                 guard.touch(partition)
-                try:
-                    found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
-                except DeliveryError as exc:  # Kafka away: look again at a later tick
-                    log.warning("%s: %s", STAGE, exc)
-                    continue
+                found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
                 if not found:
                     guard.quiet(partition, end)
                     await commit_past_markers(tp, end)
