@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from facestream import codec
-from facestream.runtime.service import ConsumingService, Settings
-from facestream.settings import DetectorSettings, ModelSettings
+from facestream.runtime.service import ConsumingService
+from facestream.settings import DetectorSettings, ModelSettings, Settings
 from facestream.stages.detect import DetectStage
 from facestream.stages.tracks import tracks_for
 from facestream.transport import topics
@@ -14,7 +14,7 @@ from facestream.vision.factory import build_finder
 
 
 def build(settings: Settings) -> DetectStage:
-    detector: DetectorSettings = settings[DetectorSettings]
+    detector = settings[DetectorSettings]
     return DetectStage(
         build_finder(detector, settings[ModelSettings]),
         max_frame_pixels=detector.max_frame_pixels,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from facestream import codec
-from facestream.runtime.service import ConsumingService, Settings
-from facestream.settings import EmbedderSettings, ModelSettings
+from facestream.runtime.service import ConsumingService
+from facestream.settings import EmbedderSettings, ModelSettings, Settings
 from facestream.stages.embed import EmbedStage
 from facestream.transport import topics
 from facestream.vision.factory import build_embedder

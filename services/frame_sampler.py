@@ -57,8 +57,8 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = parse_settings(args, (KafkaSettings, RuntimeSettings, SamplerSettings))
-    kafka: KafkaSettings = settings[KafkaSettings]
-    runtime: RuntimeSettings = settings[RuntimeSettings]
+    kafka = settings[KafkaSettings]
+    runtime = settings[RuntimeSettings]
     setup_logging(runtime.log_level)
     stop = threading.Event()
     install_stop_handlers(stop, runtime.shutdown_grace_s)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     cameras_topic = kafka.topic_prefix + topics.CAMERAS
     dlq_topic = kafka.topic_prefix + topics.dlq(NAME)
     producer = KafkaProducer(kafka)
-    sampler: SamplerSettings = settings[SamplerSettings]
+    sampler = settings[SamplerSettings]
     refused_from: set[str] = set()
 
     def publish(frame: Frame, spec: CameraSpec) -> bool:

@@ -34,7 +34,6 @@ from facestream.runtime import metrics
 from facestream.runtime.runner import StageRunner
 from facestream.runtime.service import (
     ConsumingService,
-    Settings,
     close_opened,
     enforce_grace,
     install_stop_handlers,
@@ -43,7 +42,7 @@ from facestream.runtime.service import (
     start_health,
     wait_for_kafka,
 )
-from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
+from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings, Settings
 from facestream.stages.match import MatchStage
 from facestream.transport import topics
 
@@ -98,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from facestream.runtime.episodes_app import EpisodesApp, EpisodesConfig, quiet_faust_logging
 
     settings = parse_settings(args, (KafkaSettings, RuntimeSettings, *SERVICE.settings))
-    runtime: RuntimeSettings = settings[RuntimeSettings]
+    runtime = settings[RuntimeSettings]
     setup_logging(runtime.log_level)
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     stop = threading.Event()

@@ -32,8 +32,8 @@ from facestream.errors import ConfigError, FacestreamError
 from facestream.review import commands
 from facestream.review.settings import ReviewSettings
 from facestream.runtime.health import Health
-from facestream.runtime.service import Settings, close_opened, parse_settings, setup_logging, start_health
-from facestream.settings import GallerySettings, KafkaSettings, RuntimeSettings
+from facestream.runtime.service import close_opened, parse_settings, setup_logging, start_health
+from facestream.settings import GallerySettings, KafkaSettings, RuntimeSettings, Settings
 
 if TYPE_CHECKING:
     from facestream.accountability.audit_mirror import AuditMirror
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from facestream.runtime.episodes_app import quiet_faust_logging
 
     settings = parse_settings(args, SETTINGS)
-    runtime: RuntimeSettings = settings[RuntimeSettings]
-    review: ReviewSettings = settings[ReviewSettings]
+    runtime = settings[RuntimeSettings]
+    review = settings[ReviewSettings]
     setup_logging(runtime.log_level)
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -124,7 +124,7 @@ def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, Web
     from facestream.review.sessions import Sessions
     from facestream.review.web import WebContext, WebPolicy
 
-    review: ReviewSettings = settings[ReviewSettings]
+    review = settings[ReviewSettings]
     state_dir: Path = state_dir_of(settings[GallerySettings], settings[AccountabilitySettings])
     if not state_dir.is_dir():
         raise ConfigError(f"state directory {state_dir} does not exist (--gallery / --state-dir)")
@@ -134,8 +134,8 @@ def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, Web
         found = authorisations.all().get(authorisation_id)
         return found is not None and found.in_force_at(now_ms)
 
-    photo_settings: PhotoSettings = settings[PhotoSettings]
-    runtime: RuntimeSettings = settings[RuntimeSettings]
+    photo_settings = settings[PhotoSettings]
+    runtime = settings[RuntimeSettings]
     config = ReviewConfig.resolve(settings[KafkaSettings], review, runtime.group_id, runtime.shutdown_grace_s)
     audit = open_audit_mirror(state_dir, settings[KafkaSettings], writer_name("review", runtime.replica_id))
     opened.append(audit)

@@ -9,12 +9,37 @@ Field names are unique across concerns because each becomes a flag of the same n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facestream.vision.models import default_model_dir
+
+M = TypeVar("M", bound=BaseSettings)
+
+
+class Settings:
+    """The settings models one process was given, each parsed once.
+
+    `settings[DetectorSettings]` is typed as a DetectorSettings: a dict keyed by model type could
+    only say Any, and a typo'd attribute on it went unnoticed until run time. Asking for a model
+    the process was not given is an error that names it; `get` is for the optional ones (the
+    matcher's audit topic when there is Kafka).
+    """
+
+    def __init__(self, *models: BaseSettings) -> None:
+        self._models: dict[type[BaseSettings], BaseSettings] = {type(m): m for m in models}
+
+    def __getitem__(self, model: type[M]) -> M:
+        found = self.get(model)
+        if found is None:
+            raise KeyError(f"{model.__name__} is not among the settings this process was given")
+        return found
+
+    def get(self, model: type[M]) -> M | None:
+        found = self._models.get(model)
+        return found if isinstance(found, model) else None
 
 
 def _config(prefix: str) -> SettingsConfigDict:

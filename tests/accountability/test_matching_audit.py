@@ -16,7 +16,7 @@ from facestream.accountability.audit_keys import PUBLIC_KEYS_FILE, load_key_ring
 from facestream.accountability.clock import now_ms
 from facestream.accountability.matching import open_matching
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
-from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
+from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings, Settings
 from tests.fixtures.accountability import audit_records, grant_authorisation
 from tests.fixtures.audit import AuditKey
 
@@ -36,14 +36,14 @@ def test_the_matchers_purge_records_go_to_its_chain_on_the_audit_topic_too(
     )
     while now_ms() <= until:  # let it run out
         time.sleep(0.1)
-    settings = {
-        GallerySettings: GallerySettings(gallery=str(state)),
-        MatcherSettings: MatcherSettings(),
-        AccountabilitySettings: AccountabilitySettings(),
-        PolicySettings: PolicySettings(purge_interval_s=3600),
-        KafkaSettings: kafka_topics,
-        RuntimeSettings: RuntimeSettings(replica_id="pod-7"),
-    }
+    settings = Settings(
+        GallerySettings(gallery=str(state)),
+        MatcherSettings(),
+        AccountabilitySettings(),
+        PolicySettings(purge_interval_s=3600),
+        kafka_topics,
+        RuntimeSettings(replica_id="pod-7"),
+    )
     matching = open_matching(settings)  # its first sweep expires `short` and purges it
     assert matching.mirror is not None
     chain = matching.mirror.chain

@@ -25,7 +25,7 @@ from facestream.accountability.settings import AccountabilitySettings, PolicySet
 from facestream.errors import AuditError
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import Gallery
-from facestream.settings import GallerySettings, MatcherSettings
+from facestream.settings import GallerySettings, MatcherSettings, Settings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.accountability import audit_records, containing, enroll, grant_authorisation, run_cli
@@ -118,12 +118,12 @@ def test_the_matcher_purges_what_was_revoked_while_it_owned_the_gallery(
     gallery = tmp_path / "gallery"
     auth = grant_authorisation(gallery)
     assert enroll(gallery, "rose", auth, faces_dir / "enroll" / "rose_leslie_1.jpg").status == 0
-    settings = {
-        GallerySettings: GallerySettings(gallery=str(gallery)),
-        MatcherSettings: MatcherSettings(),
-        AccountabilitySettings: AccountabilitySettings(),
-        PolicySettings: PolicySettings(purge_interval_s=0.3),
-    }
+    settings = Settings(
+        GallerySettings(gallery=str(gallery)),
+        MatcherSettings(),
+        AccountabilitySettings(),
+        PolicySettings(purge_interval_s=0.3),
+    )
     matching = open_matching(settings)  # owns the Milvus Lite directory, as the matcher service does
     try:
         revoked = _revoke_in_another_process(gallery, auth)

@@ -31,7 +31,7 @@ from facestream.camera.spec import CameraSpec
 from facestream.messages import Candidate
 from facestream.runtime.embedded import EmbeddedPipeline, identify
 from facestream.sample import make_camera_video
-from facestream.settings import DetectorSettings, GallerySettings, KafkaSettings, MatcherSettings
+from facestream.settings import DetectorSettings, GallerySettings, KafkaSettings, MatcherSettings, Settings
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
 from facestream.transport import topics
@@ -129,12 +129,12 @@ def expected(
     embedder: FaceEmbedder,
 ) -> Expected:
     """What the services must produce: the same stages, in this process, over the same frames."""
-    settings: dict[type, Any] = {
-        GallerySettings: GallerySettings(gallery=gallery_uri),
-        MatcherSettings: MatcherSettings(episode_gap_s=EPISODE_GAP_S),
-        PolicySettings: PolicySettings(),
-        AccountabilitySettings: AccountabilitySettings(state_dir=state_dir),
-    }
+    settings = Settings(
+        GallerySettings(gallery=gallery_uri),
+        MatcherSettings(episode_gap_s=EPISODE_GAP_S),
+        PolicySettings(),
+        AccountabilitySettings(state_dir=state_dir),
+    )
     matching = open_matching(settings)
     detector = DetectorSettings()
     try:

@@ -14,11 +14,9 @@ to the state directory's file log and to the `audit` topic (audit_mirror.py, wri
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from facestream.accountability.audit import open_audit_log
 from facestream.accountability.audit_mirror import AuditMirror, open_audit_mirror, writer_name
@@ -29,7 +27,7 @@ from facestream.accountability.rules import RuleStore
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings, state_dir_of
 from facestream.accountability.zones import CameraZones
 from facestream.gallery.store import Gallery
-from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings
+from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings, Settings
 from facestream.stages.match import MatchStage
 
 log = logging.getLogger(__name__)
@@ -57,10 +55,10 @@ class Matching:
             self.gallery.close()
 
 
-def open_matching(settings: Mapping[type, Any]) -> Matching:
-    gallery_s: GallerySettings = settings[GallerySettings]
-    matcher_s: MatcherSettings = settings[MatcherSettings]
-    policy_s: PolicySettings = settings[PolicySettings]
+def open_matching(settings: Settings) -> Matching:
+    gallery_s = settings[GallerySettings]
+    matcher_s = settings[MatcherSettings]
+    policy_s = settings[PolicySettings]
     state_dir = state_dir_of(gallery_s, settings[AccountabilitySettings])
     with ExitStack() as opened:  # closed again if anything below fails
         mirror = _open_mirror(state_dir, settings)
@@ -83,17 +81,12 @@ def open_matching(settings: Mapping[type, Any]) -> Matching:
     return Matching(stage, gallery, scheduler, mirror)
 
 
-def _open_mirror(state_dir: Path, settings: Mapping[type, Any]) -> AuditMirror | None:
+def _open_mirror(state_dir: Path, settings: Settings) -> AuditMirror | None:
     """On Kafka, the file log plus this replica's chain on the audit topic; else None (file log only)."""
-    kafka: KafkaSettings | None = settings.get(KafkaSettings)
+    kafka = settings.get(KafkaSettings)
     if kafka is None:
         return None
-    runtime: RuntimeSettings | None = settings.get(RuntimeSettings)
+    runtime = settings.get(RuntimeSettings)
     return open_audit_mirror(
         state_dir, kafka, writer_name("matcher", runtime.replica_id if runtime else None)
     )
-
-
-def build_match_stage(settings: Mapping[type, Any]) -> MatchStage:
-    """For the matcher service: the process owns gallery and purge thread until it exits."""
-    return open_matching(settings).stage

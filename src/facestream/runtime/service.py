@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -38,16 +38,14 @@ from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
 from facestream.codec import Codec
 from facestream.errors import FacestreamError
 from facestream.runtime.health import Health, serve
-from facestream.runtime.runner import LoopPolicy, Route, StageRunner
-from facestream.settings import KafkaSettings, RuntimeSettings
+from facestream.runtime.runner import Keyed, LoopPolicy, Route, StageRunner
+from facestream.settings import KafkaSettings, RuntimeSettings, Settings
 from facestream.stages.base import Stage
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaConsumer, TransactionalProducer, client_config
 from facestream.transport.transactional import Transactional
 
 log = logging.getLogger(__name__)
-
-Settings = dict[type[BaseSettings], Any]
 
 
 class Closable(Protocol):
@@ -193,27 +191,32 @@ def loop_policy(runtime: RuntimeSettings) -> LoopPolicy:
     )
 
 
+In = TypeVar("In")
+Out = TypeVar("Out", bound=Keyed)
+
+
 @dataclass(frozen=True)
-class ConsumingService:
-    """A stage that reads one topic and writes another."""
+class ConsumingService(Generic[In, Out]):
+    """A stage that reads one topic and writes another. Typed by the stage's input and output, so
+    a codec that does not fit the stage (frames decoded for the embedder) is a type error."""
 
     name: str
     description: str
     settings: tuple[type[BaseSettings], ...]
     input_topic: str
-    input_codec: Codec[Any]
+    input_codec: Codec[In]
     output_topic: str
-    output_codec: Codec[Any]
-    build: Callable[[Settings], Stage[Any, Any]]
+    output_codec: Codec[Out]
+    build: Callable[[Settings], Stage[In, Out]]
 
     def parser(self, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
         parser = parser or OneLineParser(prog=f"facestream {self.name}", description=self.description)
         add_settings(parser, KafkaSettings, RuntimeSettings, *self.settings)
         return parser
 
-    def runner(self, settings: Settings, stop: threading.Event, health: Health) -> StageRunner[Any, Any]:
-        kafka: KafkaSettings = settings[KafkaSettings]
-        runtime: RuntimeSettings = settings[RuntimeSettings]
+    def runner(self, settings: Settings, stop: threading.Event, health: Health) -> StageRunner[In, Out]:
+        kafka = settings[KafkaSettings]
+        runtime = settings[RuntimeSettings]
         prefix = kafka.topic_prefix
         route = Route(
             prefix + self.input_topic,
@@ -246,7 +249,7 @@ class ConsumingService:
 
     def run(self, args: argparse.Namespace) -> int:
         settings = parse_settings(args, (KafkaSettings, RuntimeSettings, *self.settings))
-        runtime: RuntimeSettings = settings[RuntimeSettings]
+        runtime = settings[RuntimeSettings]
         setup_logging(runtime.log_level)
         stop = threading.Event()
         install_stop_handlers(stop, runtime.shutdown_grace_s)
@@ -268,6 +271,6 @@ class ConsumingService:
 
 def parse_settings(args: argparse.Namespace, models: Sequence[type[BaseSettings]]) -> Settings:
     try:
-        return {model: settings_from(args, model) for model in models}
+        return Settings(*(settings_from(args, model) for model in models))
     except FacestreamError as exc:
         fail(str(exc))
