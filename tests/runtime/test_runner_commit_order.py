@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import pytest
 
 from facestream import codec
-from facestream.errors import DeliveryError, InvalidMessage
+from facestream.errors import DeliveryError, GalleryUnavailable, InvalidMessage
 from facestream.messages import Frame, FrameRef
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.transport.memory import MemoryBroker, MemoryProducer
@@ -69,3 +70,53 @@ def test_failed_delivery_commits_nothing() -> None:
     with pytest.raises(DeliveryError):
         runner(broker, FailingProducer(broker)).run_once()
     assert broker.lag("g", "in") == 1
+
+
+class GalleryDownFor:
+    """An echo stage whose gallery is unavailable for its first `failures` calls."""
+
+    name = "echo"
+
+    def __init__(self, failures: int) -> None:
+        self.calls = 0
+        self._failures = failures
+
+    def process(self, items: Sequence[Frame]) -> list[list[Frame] | InvalidMessage]:
+        self.calls += 1
+        if self.calls <= self._failures:
+            raise GalleryUnavailable("milvus: connection refused")
+        return [[f] for f in items]
+
+
+class Pauses(threading.Event):
+    """The runner's stop event, recording each pause it is asked for instead of sleeping it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            self.asked.append(timeout)
+        return self.is_set()
+
+
+def test_the_gallery_wait_doubles_up_to_retry_max_s_and_then_processes_the_same_batch() -> None:
+    broker = MemoryBroker()
+    broker.producer().produce("in", codec.FRAMES.encode(frame("a", 1)), key=b"a")
+    stage = GalleryDownFor(failures=6)
+    pauses = Pauses()
+    r: StageRunner[Frame, Frame] = StageRunner(
+        stage,
+        Route("in", codec.FRAMES, "out", codec.FRAMES, "dlq.echo"),
+        broker.consumer("g"),
+        broker.producer(),
+        policy=LoopPolicy(batch_size=10, batch_timeout_s=0, retry_max_s=3.0),
+        stop=pauses,
+    )
+    r.start()
+    assert r.run_once() == 1
+    assert [p for p in pauses.asked if p >= 0.5] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert stage.calls == 7
+    assert [codec.FRAMES.decode(e.value).ref.frame_id for e in broker.partitions("out")[0].log] == ["a@1"]
+    assert broker.lag("g", "in") == 0

@@ -135,7 +135,9 @@ class LoopPolicy:
     wait_for_gallery: bool = True
     """Pause and retry while the gallery is unavailable (services); False re-raises (embedded)."""
     retry_max_s: float = 10.0
-    """Longest pause before a rolled-back batch is tried again (the pauses double up to it)."""
+    """Longest pause before a batch is tried again, rolled back or waiting for the gallery (the
+    pauses double from 0.5 s up to it). Short, as a pause only bounds the retry rate: a paused
+    consumer keeps its group membership, and the first try after the fault ends resumes work."""
     stall_s: float = 120.0
     """Rejoin the group with a new client when the input has not moved for this long while it had
     messages to deliver (runtime/stall.py); 0 turns the watch off."""
@@ -509,7 +511,7 @@ class StageRunner(Generic[I, O]):
 
     def _process(self, items: Sequence[I]) -> list[list[O] | InvalidMessage]:
         """Run the stage; while the gallery is down, pause, wait and retry the same batch."""
-        delay = 0.5
+        delay = min(0.5, self.policy.retry_max_s)
         paused = False
         try:
             while True:
@@ -536,7 +538,7 @@ class StageRunner(Generic[I, O]):
                     self._polled()
                     if self._revoked_in_hand:
                         raise Revoked("partitions of the batch in hand were revoked while it waited") from exc
-                    delay = min(delay * 2, 30.0)
+                    delay = min(delay * 2, self.policy.retry_max_s)
         finally:
             if paused:
                 self.consumer.resume_all()
