@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from facestream import codec
+from facestream.runtime import metrics
 from facestream.runtime.service import ConsumingService
 from facestream.settings import DetectorSettings, ModelSettings, Settings
 from facestream.stages.detect import DetectStage
@@ -21,6 +22,7 @@ def build(settings: Settings) -> DetectStage:
         thumbnail_px=detector.thumbnail_px,
         max_future_skew_s=detector.max_future_skew_s,
         tracks=tracks_for(detector),
+        metrics=metrics.DETECTOR,
     )
 
 

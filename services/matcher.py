@@ -56,7 +56,7 @@ GALLERY_SIZE_EVERY_S = 30.0
 
 
 def build(settings: Settings) -> MatchStage:
-    return serving(open_matching(settings))
+    return serving(open_matching(settings, metrics.MATCHER))
 
 
 def serving(matching: Matching) -> MatchStage:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     opened: list[Matching] = []
 
     def build_kept(s: Settings) -> MatchStage:
-        matching = open_matching(s)
+        matching = open_matching(s, metrics.MATCHER)
         opened.append(matching)
         return serving(matching)
 

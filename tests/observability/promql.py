@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -102,7 +103,11 @@ def defined_metrics() -> dict[str, MetricWrapperBase]:
     """metrics.py's objects by the sample names they export (a counter `x_total`, a histogram's
     `_bucket`/`_count`/`_sum`)."""
     out: dict[str, MetricWrapperBase] = {}
-    for value in vars(metrics).values():
+    found: list[object] = list(vars(metrics).values())
+    for value in vars(metrics).values():  # the stages' groups (DETECTOR, MATCHER)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            found.extend(getattr(value, f.name) for f in dataclasses.fields(value))
+    for value in found:
         if not isinstance(value, MetricWrapperBase):
             continue
         name = value._name  # prometheus_client keeps a counter's name without `_total`

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import cv2
 import pytest
+from prometheus_client import Counter
 
 from facestream.messages import BBox, Frame, FrameRef
+from facestream.runtime import metrics
+from facestream.runtime.metrics import DetectorMetrics
 from facestream.sample import make_camera_video
 from facestream.stages.detect import DetectStage
 from facestream.stages.tracks import Decision, FaceTracks, Seen, TrackSettings, appearance
@@ -21,6 +24,15 @@ from facestream.vision.faces import FaceFinder
 from tests.dlq.world import jpeg
 
 NEW, BETTER, REFRESH, SAME = Decision.NEW, Decision.BETTER, Decision.REFRESH, Decision.SAME
+
+
+def sample(counter: Counter, **labels: str) -> float:
+    """A counter's current value (0 for a label set never counted)."""
+    for family in counter.collect():
+        for s in family.samples:
+            if s.name.endswith("_total") and s.labels == labels:
+                return s.value
+    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +130,22 @@ def test_the_detector_tracking_a_real_video_forwards_fewer_faces_with_the_same_i
             )
         )
     capture.release()
-    every = DetectStage(finder, max_frame_pixels=10_000_000, thumbnail_px=64)
-    tracked = DetectStage(finder, max_frame_pixels=10_000_000, thumbnail_px=64, tracks=FaceTracks())
+    every_counts, tracked_counts = DetectorMetrics.create(), DetectorMetrics.create()
+    exported_before = sample(metrics.DETECTOR.faces_detected)
+    every = DetectStage(finder, max_frame_pixels=10_000_000, thumbnail_px=64, metrics=every_counts)
+    tracked = DetectStage(
+        finder, max_frame_pixels=10_000_000, thumbnail_px=64, tracks=FaceTracks(), metrics=tracked_counts
+    )
     all_faces = [f for faces in every.process(frames) for f in faces if not isinstance(faces, Exception)]
     kept = [f for faces in tracked.process(frames) for f in faces if not isinstance(faces, Exception)]
+    # Two detectors in one process count apart, each into its own group, and neither into the
+    # exported one (the service's).
+    assert sample(every_counts.faces_detected) == sample(tracked_counts.faces_detected) >= len(all_faces)
+    decisions = {d.value: sample(tracked_counts.faces_tracked, decision=d.value) for d in Decision}
+    assert decisions["same"] == len(all_faces) - len(kept)
+    assert sum(decisions.values()) == len(all_faces)
+    assert sample(every_counts.faces_tracked, decision="new") == 0
+    assert sample(metrics.DETECTOR.faces_detected) == exported_before
     assert len(all_faces) >= 30  # two people, 4 s each at 5 fps
     assert 2 <= len(kept) <= len(all_faces) / 5, (len(kept), len(all_faces))
     by_id = {f.face_id: f for f in all_faces}

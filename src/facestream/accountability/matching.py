@@ -27,6 +27,7 @@ from facestream.accountability.rules import RuleStore
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings, state_dir_of
 from facestream.accountability.zones import CameraZones
 from facestream.gallery.store import Gallery
+from facestream.runtime.metrics import MatcherMetrics
 from facestream.settings import GallerySettings, KafkaSettings, MatcherSettings, RuntimeSettings, Settings
 from facestream.stages.match import MatchStage
 
@@ -55,7 +56,8 @@ class Matching:
             self.gallery.close()
 
 
-def open_matching(settings: Settings) -> Matching:
+def open_matching(settings: Settings, metrics: MatcherMetrics | None = None) -> Matching:
+    """The stage counts into `metrics`: the matcher service passes the exported group."""
     gallery_s = settings[GallerySettings]
     matcher_s = settings[MatcherSettings]
     policy_s = settings[PolicySettings]
@@ -77,7 +79,9 @@ def open_matching(settings: Settings) -> Matching:
     scheduler = PurgeScheduler(purger, policy_s.purge_interval_s)
     scheduler.start()
     log.info("match policy from %s; purge every %.0fs", state_dir, policy_s.purge_interval_s)
-    stage = MatchStage(gallery, threshold=matcher_s.match_threshold, top_k=matcher_s.top_k, policy=policy)
+    stage = MatchStage(
+        gallery, threshold=matcher_s.match_threshold, top_k=matcher_s.top_k, policy=policy, metrics=metrics
+    )
     return Matching(stage, gallery, scheduler, mirror)
 
 

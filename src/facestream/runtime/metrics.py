@@ -9,8 +9,9 @@ Label values are bounded: stage, topic, partition, reason and camera id.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -56,31 +57,72 @@ LAST_POLL = Gauge(
     "facestream_last_poll_timestamp_seconds", "Unix time of the processing loop's last poll", ["stage"]
 )
 
-# -- detector --------------------------------------------------------------------------------
-FACES_DETECTED = Counter("facestream_faces_detected_total", "Faces found by the detector")
-FACES_REJECTED = Counter(
-    "facestream_faces_rejected_total", "Faces dropped by a quality gate, by gate", ["reason"]
-)
-FACES_TRACKED = Counter(
-    "facestream_faces_tracked_total",
-    "Faces that passed the gates, by the tracker's decision (new, better, refresh: forwarded; "
-    "same: dropped, its track already forwarded a face as good)",
-    ["decision"],
-)
+# -- the stages' own counts -------------------------------------------------------------------
+# A stage counts into the group it is given, never into a global: the service that runs it passes
+# the process's group (DETECTOR, MATCHER: exported on /metrics); a stage built any other way (a
+# test, the identify command, a second stage in one process) counts into a group of its own that
+# is not exported, so two stages in one process never add into one series.
+
+
+@dataclass(frozen=True)
+class DetectorMetrics:
+    faces_detected: Counter
+    faces_rejected: Counter
+    faces_tracked: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> DetectorMetrics:
+        """A new group; `registry=None` (the default) is one that is not exported."""
+        return cls(
+            Counter("facestream_faces_detected_total", "Faces found by the detector", registry=registry),
+            Counter(
+                "facestream_faces_rejected_total",
+                "Faces dropped by a quality gate, by gate",
+                ["reason"],
+                registry=registry,
+            ),
+            Counter(
+                "facestream_faces_tracked_total",
+                "Faces that passed the gates, by the tracker's decision (new, better, refresh: "
+                "forwarded; same: dropped, its track already forwarded a face as good)",
+                ["decision"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class MatcherMetrics:
+    gallery_up: Gauge
+    gallery_search_seconds: Histogram
+    hits: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> MatcherMetrics:
+        """A new group; `registry=None` (the default) is one that is not exported."""
+        return cls(
+            Gauge("facestream_gallery_up", "1 when the last gallery search succeeded", registry=registry),
+            Histogram(
+                "facestream_gallery_search_duration_seconds",
+                "Time of one batched gallery search",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            Counter(
+                "facestream_hits_total", "Faces that matched an authorised watchlist entry", registry=registry
+            ),
+        )
+
+
+DETECTOR = DetectorMetrics.create(REGISTRY)
+MATCHER = MatcherMetrics.create(REGISTRY)
 
 # -- matcher ---------------------------------------------------------------------------------
-GALLERY_UP = Gauge("facestream_gallery_up", "1 when the last gallery search succeeded")
-GALLERY_SEARCH_SECONDS = Histogram(
-    "facestream_gallery_search_duration_seconds",
-    "Time of one batched gallery search",
-    buckets=LATENCY_BUCKETS,
-)
 GALLERY_ENTRIES = Gauge("facestream_gallery_entries", "Watchlist vectors in the gallery")
 AUDIT_TOPIC_FAILURES = Counter(
     "facestream_audit_topic_failures_total",
     "Audit records the audit topic did not take; the action they record was not done (it is retried)",
 )
-HITS = Counter("facestream_hits_total", "Faces that matched an authorised watchlist entry")
 CANDIDATES = Counter("facestream_candidates_total", "Candidates opened (one per identity, camera, episode)")
 FRAME_TO_CANDIDATE_SECONDS = Histogram(
     "facestream_frame_to_candidate_latency_seconds",

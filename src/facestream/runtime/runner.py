@@ -519,7 +519,6 @@ class StageRunner(Generic[I, O]):
                     return self.stage.process(items)
                 except GalleryUnavailable as exc:
                     metrics.ERRORS.labels(self._name, "gallery").inc()
-                    metrics.GALLERY_UP.set(0)
                     if not self.policy.wait_for_gallery:
                         raise
                     log.warning(

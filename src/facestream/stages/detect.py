@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from facestream.errors import InvalidMessage
 from facestream.imaging import decode_jpeg
 from facestream.messages import Face, Frame
-from facestream.runtime import metrics
+from facestream.runtime.metrics import DetectorMetrics
 from facestream.stages.base import each
 from facestream.stages.tracks import FaceTracks, Seen, appearance
 from facestream.vision.faces import FaceFinder, thumbnail_jpeg
@@ -27,6 +27,9 @@ class DetectStage:
     time, and the original stays in the DLQ. Past times are accepted (replayed files). 0 is no
     limit: the embedded mode stamps local files read faster than real time ahead of the clock.
     docs/delivery.md, "Capture times".
+
+    It counts faces found, rejected and tracked into `metrics` (the service passes the exported
+    group, runtime/metrics.py), or into a group of its own.
     """
 
     name = "detector"
@@ -40,8 +43,10 @@ class DetectStage:
         max_future_skew_s: float = 0.0,
         tracks: FaceTracks | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: DetectorMetrics | None = None,
     ) -> None:
         self._finder = finder
+        self._metrics = metrics or DetectorMetrics.create()
         self._max_frame_pixels = max_frame_pixels
         self._thumbnail_px = thumbnail_px
         self._max_future_skew_ms = max_future_skew_s * 1000
@@ -56,9 +61,9 @@ class DetectStage:
         image = decode_jpeg(frame.jpeg, max_pixels=self._max_frame_pixels)
         passed = []
         for observation in self._finder.find(image):
-            metrics.FACES_DETECTED.inc()
+            self._metrics.faces_detected.inc()
             if observation.rejection is not None:
-                metrics.FACES_REJECTED.labels(observation.rejection).inc()
+                self._metrics.faces_rejected.labels(observation.rejection).inc()
                 continue
             passed.append(observation)
         forwarded = [True] * len(passed)
@@ -71,7 +76,7 @@ class DetectStage:
                 [Seen(o.bbox, o.quality, appearance(o.aligned)) for o in passed],
             )
             for decision in decisions:
-                metrics.FACES_TRACKED.labels(decision.value).inc()
+                self._metrics.faces_tracked.labels(decision.value).inc()
             forwarded = [d.forwarded for d in decisions]
         # face_index counts every face that passed the gates, forwarded or not, so a face's id
         # does not depend on the tracker's state.

@@ -29,7 +29,6 @@ from typing import Any
 
 from facestream.errors import InvalidMessage
 from facestream.messages import Candidate, Hit
-from facestream.runtime import metrics
 
 State = MutableMapping[str, Any]
 """episode key -> JSON-able dict; a faust Table with a json value serializer fits."""
@@ -167,7 +166,9 @@ class EpisodeTracker:
 
 
 class EpisodeStage:
-    """The tracker as a pipeline stage, for the embedded mode and tests."""
+    """The tracker as a pipeline stage, for the embedded mode and tests. It counts nothing itself:
+    its runner counts the candidates as its outputs (facestream_stage_outputs_total), and
+    facestream_candidates_total is the matcher's episode step's (runtime/episodes_steps.py)."""
 
     name = "episodes"
 
@@ -178,7 +179,5 @@ class EpisodeStage:
         outcomes: list[list[Candidate] | InvalidMessage] = []
         for hit in items:
             candidate = self._tracker.observe(hit)
-            if candidate is not None:
-                metrics.CANDIDATES.inc()
             outcomes.append([candidate] if candidate is not None else [])
         return outcomes

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from facestream.errors import InvalidMessage
+from facestream.errors import GalleryUnavailable, InvalidMessage
 from facestream.gallery.store import Gallery, GalleryHit, filter_value_problem, shown
 from facestream.messages import Embedding, Hit
-from facestream.runtime import metrics
+from facestream.runtime.metrics import MatcherMetrics
 
 BAD_MODEL_ID = "bad_model_id"
 """The dead-letter reason of a record whose model_id cannot be written into a gallery filter."""
@@ -55,6 +55,10 @@ class OpenPolicy:
 
 
 class MatchStage:
+    """Searches the gallery under the policy. Counts searches, hits and whether the gallery
+    answered into `metrics` (the service passes the exported group, runtime/metrics.py), or into
+    a group of its own."""
+
     name = "matcher"
 
     def __init__(
@@ -65,8 +69,10 @@ class MatchStage:
         top_k: int,
         policy: MatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: MatcherMetrics | None = None,
     ) -> None:
         self._gallery = gallery
+        self._metrics = metrics or MatcherMetrics.create()
         self._threshold = threshold
         self._top_k = top_k
         self._policy = policy or OpenPolicy()
@@ -101,19 +107,23 @@ class MatchStage:
             groups.setdefault((emb.model_id, scope), []).append(i)
         for (model_id, scope), indices in groups.items():
             started = time.perf_counter()
-            results = self._gallery.search(
-                np.stack([items[i].vector for i in indices]),
-                model_id=model_id,
-                threshold=self._threshold,
-                top_k=self._top_k,
-                now_ms=now_ms,
-                authorisation_ids=scope,
-            )
-            metrics.GALLERY_SEARCH_SECONDS.observe(time.perf_counter() - started)
-            metrics.GALLERY_UP.set(1)
+            try:
+                results = self._gallery.search(
+                    np.stack([items[i].vector for i in indices]),
+                    model_id=model_id,
+                    threshold=self._threshold,
+                    top_k=self._top_k,
+                    now_ms=now_ms,
+                    authorisation_ids=scope,
+                )
+            except GalleryUnavailable:
+                self._metrics.gallery_up.set(0)
+                raise
+            self._metrics.gallery_search_seconds.observe(time.perf_counter() - started)
+            self._metrics.gallery_up.set(1)
             for i, found in zip(indices, results, strict=True):
                 outcomes[i] = [self._hit(items[i], g) for g in best_per_identity(found)]
-        metrics.HITS.inc(sum(len(o) for o in outcomes if isinstance(o, list)))
+        self._metrics.hits.inc(sum(len(o) for o in outcomes if isinstance(o, list)))
         return outcomes
 
     @staticmethod
