@@ -32,12 +32,12 @@ from facestream.cliargs import OneLineParser, add_settings
 from facestream.errors import ConfigError, FacestreamError, InvalidMessage
 from facestream.messages import Frame
 from facestream.runtime import metrics
+from facestream.runtime.logs import setup_logging
 from facestream.runtime.runner import dlq_headers
 from facestream.runtime.service import (
     group_id,
     install_stop_handlers,
     parse_settings,
-    setup_logging,
     start_health,
     wait_for_kafka,
 )
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings = parse_settings(args, (KafkaSettings, RuntimeSettings, SamplerSettings))
     kafka = settings[KafkaSettings]
     runtime = settings[RuntimeSettings]
-    setup_logging(runtime.log_level)
+    setup_logging(runtime.log_level, runtime.log_format, NAME)
     stop = threading.Event()
     install_stop_handlers(stop, runtime.shutdown_grace_s)
     health = start_health(runtime)

@@ -31,6 +31,7 @@ from facestream.accountability.matching import Matching, open_matching
 from facestream.errors import ConfigError, FacestreamError, GalleryUnavailable
 from facestream.gallery.store import Gallery
 from facestream.runtime import metrics
+from facestream.runtime.logs import setup_logging
 from facestream.runtime.runner import StageRunner
 from facestream.runtime.service import (
     ConsumingService,
@@ -38,7 +39,6 @@ from facestream.runtime.service import (
     enforce_grace,
     install_stop_handlers,
     parse_settings,
-    setup_logging,
     start_health,
     wait_for_kafka,
 )
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = parse_settings(args, (KafkaSettings, RuntimeSettings, *SERVICE.settings))
     runtime = settings[RuntimeSettings]
-    setup_logging(runtime.log_level)
+    setup_logging(runtime.log_level, runtime.log_format, "matcher")
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     stop = threading.Event()
     opened: list[Matching] = []

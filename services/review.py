@@ -32,7 +32,8 @@ from facestream.errors import ConfigError, FacestreamError
 from facestream.review import commands
 from facestream.review.settings import ReviewSettings
 from facestream.runtime.health import Health
-from facestream.runtime.service import close_opened, parse_settings, setup_logging, start_health
+from facestream.runtime.logs import setup_logging
+from facestream.runtime.service import close_opened, parse_settings, start_health
 from facestream.settings import GallerySettings, KafkaSettings, RuntimeSettings, Settings
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     settings = parse_settings(args, SETTINGS)
     runtime = settings[RuntimeSettings]
     review = settings[ReviewSettings]
-    setup_logging(runtime.log_level)
+    setup_logging(runtime.log_level, runtime.log_format, "review")
     quiet_faust_logging(logging.DEBUG if runtime.log_level == "DEBUG" else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("facestream.accountability.roles").addFilter(OncePerMinute())

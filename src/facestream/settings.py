@@ -122,6 +122,9 @@ class RuntimeSettings(BaseSettings):
         "delivered for this long (longer than a batch and an upstream transaction take); 0: never",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: a line for a terminal; json: one object a line, for a log pipeline"
+    )
 
 
 class ModelSettings(BaseSettings):

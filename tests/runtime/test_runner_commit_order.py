@@ -101,7 +101,9 @@ class Pauses(threading.Event):
         return self.is_set()
 
 
-def test_the_gallery_wait_doubles_up_to_retry_max_s_and_then_processes_the_same_batch() -> None:
+def test_the_gallery_wait_doubles_up_to_retry_max_s_and_then_processes_the_same_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     broker = MemoryBroker()
     broker.producer().produce("in", codec.FRAMES.encode(frame("a", 1)), key=b"a")
     stage = GalleryDownFor(failures=6)
@@ -118,5 +120,8 @@ def test_the_gallery_wait_doubles_up_to_retry_max_s_and_then_processes_the_same_
     assert r.run_once() == 1
     assert [p for p in pauses.asked if p >= 0.5] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
     assert stage.calls == 7
+    waits = [r for r in caplog.records if "gallery unavailable" in r.getMessage()]
+    assert len(waits) == 6
+    assert {getattr(r, "stage", None) for r in waits} == {"echo"}  # a field of JSON logs
     assert [codec.FRAMES.decode(e.value).ref.frame_id for e in broker.partitions("out")[0].log] == ["a@1"]
     assert broker.lag("g", "in") == 0

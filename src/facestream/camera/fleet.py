@@ -94,7 +94,9 @@ class CameraFleet:
             self._partition_of[camera_id] = partition
             worker.start()
             resumed = "" if resume_after_ms is None else f", after its frame of {resume_after_ms}"
-            log.info("camera %s started (%s)%s", camera_id, spec.redacted_url, resumed)
+            log.info(
+                "camera %s started (%s)%s", camera_id, spec.redacted_url, resumed, extra={"camera": camera_id}
+            )
             metrics.CAMERAS_ASSIGNED.set(len(self._workers))
 
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
@@ -129,4 +131,4 @@ class CameraFleet:
             with contextlib.suppress(KeyError):  # decoding series exist for PyAV cameras only
                 series.remove(camera_id)
         metrics.CAMERAS_ASSIGNED.set(len(self._workers))
-        log.info("camera %s stopped", camera_id)
+        log.info("camera %s stopped", camera_id, extra={"camera": camera_id})

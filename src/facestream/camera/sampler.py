@@ -195,9 +195,17 @@ class CameraWorker:
                         next_delay = self._backoff.delays()
                     delay = next_delay()
                     if isinstance(exc, CameraError):
-                        log.warning("camera %s: %s; reconnecting in %.3gs", camera, exc, delay)
+                        log.warning(
+                            "camera %s: %s; reconnecting in %.3gs",
+                            camera,
+                            exc,
+                            delay,
+                            extra={"camera": camera},
+                        )
                     else:
-                        log.exception("camera %s failed; reconnecting in %.3gs", camera, delay)
+                        log.exception(
+                            "camera %s failed; reconnecting in %.3gs", camera, delay, extra={"camera": camera}
+                        )
                     self._stop.wait(delay)
                 finally:
                     self._source.close()
@@ -215,7 +223,12 @@ class CameraWorker:
         self._resume_lookup = None
         if found is not None and self.last_captured_at_ms is None:
             self.last_captured_at_ms = found
-            log.info("camera %s goes on after its frame of %d, published before", self.spec.camera_id, found)
+            log.info(
+                "camera %s goes on after its frame of %d, published before",
+                self.spec.camera_id,
+                found,
+                extra={"camera": self.spec.camera_id},
+            )
 
     def _pump(self) -> bool:
         """Publish frames until stopped (False) or the source ends (True)."""

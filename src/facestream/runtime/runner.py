@@ -285,6 +285,7 @@ class StageRunner(Generic[I, O]):
         self._recent_invalid: deque[bool] = deque(maxlen=self.policy.invalid_window)
         self._last_lag = 0.0
         self._name = stage.name
+        self._log = logging.LoggerAdapter(log, {"stage": stage.name})  # a field of JSON logs
         self._in_hand: set[TopicPartition] = set()
         self._revoked_in_hand = False
         self._retry_delay = 0.0
@@ -371,7 +372,7 @@ class StageRunner(Generic[I, O]):
             self._in_hand = set()
             if not self.commit.rollback(first_offsets(envelopes)):
                 raise
-            log.info("%s: %s", self._name, exc)
+            self._log.info("%s: %s", self._name, exc)
             return 0
         results: list[tuple[Envelope, list[O]]] = []
         for (env, _), outcome in zip(decoded, outcomes, strict=True):
@@ -388,7 +389,7 @@ class StageRunner(Generic[I, O]):
             metrics.ERRORS.labels(self._name, "refused").inc()
             if not self.commit.rollback(first_offsets(envelopes)):
                 raise
-            log.warning(
+            self._log.warning(
                 "%s: batch of %d rolled back, to be processed again at once without the %d record(s) "
                 "Kafka refused (their inputs dead-lettered, a dead letter cut, or sent alone): %s",
                 self._name,
@@ -402,7 +403,7 @@ class StageRunner(Generic[I, O]):
             if not self.commit.rollback(first_offsets(envelopes)):
                 raise
             self._retry_delay = min(max(0.5, self._retry_delay * 2), self.policy.retry_max_s)
-            log.warning(
+            self._log.warning(
                 "%s: batch of %d rolled back, to be processed again in %.1fs: %s",
                 self._name,
                 len(envelopes),
@@ -459,7 +460,7 @@ class StageRunner(Generic[I, O]):
         for letter in dead:  # counted once they are surely in the dead-letter topic
             env = letter.env
             metrics.DLQ.labels(self._name, letter.error.reason).inc()
-            log.warning(
+            self._log.warning(
                 "%s: %s/%d@%d to %s (payload %s): %s",
                 self._name,
                 env.topic,
@@ -507,7 +508,7 @@ class StageRunner(Generic[I, O]):
             self._committed.update(ahead)
         except DeliveryError as exc:  # nothing is lost: no message lies in between
             self.commit.rollback({})
-            log.info("%s: catching the committed offsets up failed, later then: %s", self._name, exc)
+            self._log.info("%s: catching the committed offsets up failed, later then: %s", self._name, exc)
 
     def _process(self, items: Sequence[I]) -> list[list[O] | InvalidMessage]:
         """Run the stage; while the gallery is down, pause, wait and retry the same batch."""
@@ -521,7 +522,7 @@ class StageRunner(Generic[I, O]):
                     metrics.ERRORS.labels(self._name, "gallery").inc()
                     if not self.policy.wait_for_gallery:
                         raise
-                    log.warning(
+                    self._log.warning(
                         "%s: gallery unavailable, consuming paused, retry in %.1fs: %s",
                         self._name,
                         delay,
@@ -542,7 +543,7 @@ class StageRunner(Generic[I, O]):
             if paused:
                 self.consumer.resume_all()
                 self._stall_watch.reset()  # standing still was on purpose
-                log.info("%s: gallery back, consuming resumed", self._name)
+                self._log.info("%s: gallery back, consuming resumed", self._name)
 
     def _guard_invalid_ratio(self, total: int, invalid: int) -> None:
         self._recent_invalid.extend([True] * invalid + [False] * (total - invalid))
@@ -568,7 +569,9 @@ class StageRunner(Generic[I, O]):
         if stalled is None:
             return
         metrics.INPUT_REJOINS.labels(self._name).inc()
-        log.error("%s: input stalled (%s): rejoining the group with a new Kafka client", self._name, stalled)
+        self._log.error(
+            "%s: input stalled (%s): rejoining the group with a new Kafka client", self._name, stalled
+        )
         consumer.rejoin()
         self._stall_watch.reset()
 

@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
 from facestream.codec import Codec
 from facestream.errors import FacestreamError
 from facestream.runtime.health import Health, serve
+from facestream.runtime.logs import setup_logging
 from facestream.runtime.runner import Keyed, LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, RuntimeSettings, Settings
 from facestream.stages.base import Stage
@@ -62,15 +62,6 @@ def close_opened(service: str, opened: Sequence[Closable]) -> bool:
         log.error("%s: on the way out: %s", service, exc)
         return False
     return True
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
 
 
 TRANSACTION_TIMEOUT_S = 10.0
@@ -250,7 +241,7 @@ class ConsumingService(Generic[In, Out]):
     def run(self, args: argparse.Namespace) -> int:
         settings = parse_settings(args, (KafkaSettings, RuntimeSettings, *self.settings))
         runtime = settings[RuntimeSettings]
-        setup_logging(runtime.log_level)
+        setup_logging(runtime.log_level, runtime.log_format, self.name)
         stop = threading.Event()
         install_stop_handlers(stop, runtime.shutdown_grace_s)
         health = start_health(runtime)
