@@ -1,9 +1,14 @@
 """Command-line flags generated from the settings models, so `--help` lists every option,
-its default and its environment variable, and the two can never drift apart."""
+its default and its environment variable, and the two can never drift apart.
+
+Every command with settings also takes `--config FILE` (env FACESTREAM_CONFIG), one YAML file of
+settings for the deployment (facestream.config_file); flags > env > file > defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
@@ -13,6 +18,7 @@ from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from facestream.config_file import CONFIG_ENV, config_path, load_config
 from facestream.errors import ConfigError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -39,7 +45,8 @@ def flag(name: str) -> str:
 
 
 def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings]) -> None:
-    """One argument group per settings model, one flag per field."""
+    """One argument group per settings model, one flag per field, and `--config` once."""
+    _add_config_flag(parser)
     for model in models:
         group = parser.add_argument_group((model.__doc__ or model.__name__).strip().splitlines()[0])
         prefix = str(model.model_config.get("env_prefix", ""))
@@ -65,19 +72,55 @@ def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings]) -
             group.add_argument(flag(name), **kwargs)
 
 
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE`, added by the first add_settings on a parser (some call it twice)."""
+    if any("--config" in action.option_strings for action in parser._actions):
+        return
+    group = parser.add_argument_group("Configuration file")
+    group.add_argument(
+        "--config",
+        dest="config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"YAML file of settings, one section per group below (docs/configuration.md); env {CONFIG_ENV}. "
+        "Flags override env vars, which override the file",
+    )
+
+
+def _env_sets(model: type[BaseSettings], name: str, env_names: set[str]) -> bool:
+    """Whether an env var sets this field (pydantic-settings matches names case-insensitively)."""
+    return f"{model.model_config.get('env_prefix', '')}{name}".upper() in env_names
+
+
 def settings_from(args: argparse.Namespace, model: type[S]) -> S:
-    """Build a settings model: flags given on the command line win over the environment."""
+    """Build a settings model: flags > environment > the --config file > defaults."""
     given = {
         name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None
     }
+    path = config_path(args)
+    config = load_config(path) if path is not None else None
+    env_names = {k.upper() for k in os.environ}
+    from_file = (
+        {
+            name: entry.value
+            for name, entry in config.values_for(model).items()
+            if name not in given and not _env_sets(model, name, env_names)
+        }
+        if config is not None
+        else {}
+    )
     try:
-        return model(**given)
+        return model(**{**from_file, **given})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else model.__name__
-        where = (
-            flag(field) if field in given else f"{model.model_config.get('env_prefix', '')}{field.upper()}"
-        )
+        if field in given:
+            where = flag(field)
+        elif config is not None and field in from_file:
+            where = config.where(model, field)
+        else:
+            where = f"{model.model_config.get('env_prefix', '')}{field.upper()}"
         raise ConfigError(f"{where}: {first['msg']}") from None
 
 
