@@ -6,6 +6,7 @@ delete still found the deleted entry, and the collection's row count never dropp
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
 
 from facestream.gallery.enroll import Enroller
-from facestream.gallery.store import FOREVER_MS, Gallery, GalleryEntry
+from facestream.gallery.store import COLLECTION_NOT_LOADED, FOREVER_MS, QUERY_LIMIT, Gallery, GalleryEntry
 from facestream.settings import MatcherSettings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
@@ -138,8 +140,9 @@ def synthetic_entries(
 def test_more_entries_than_one_query_returns_are_all_listed_and_expired(
     gallery_backend: GalleryBackend,
 ) -> None:
-    """A Milvus query stops at 16384 rows; the listing, and the purges built on it, must not."""
-    big, small = 16_400, 100
+    """One query returns at most QUERY_LIMIT rows; the listing, and the purges built on it, must not
+    stop there."""
+    big, small = QUERY_LIMIT + 16, 100
     gallery = Gallery(gallery_backend.settings(), dim=8)
     try:
         vectors = np.random.default_rng(7).normal(size=(big + small, 8)).astype(np.float32)
@@ -281,8 +284,8 @@ def test_a_released_collection_is_loaded_again_by_the_next_search(
     gallery: Gallery, gallery_backend: GalleryBackend, probes: Probes, embedder: FaceEmbedder
 ) -> None:
     """A released collection cannot be searched (a server restart, or an operator rebuilding the
-    index, releases it); the gallery loads it and asks again. Milvus 2.3 says "collection not
-    loaded" where Lite says "call load()"."""
+    index, releases it); the gallery loads it and asks again. It knows the refusal by its error code,
+    the same on both backends though their messages differ."""
     gallery.add(
         [GalleryEntry("obama-probe", "obama", WANTED, embedder.model_id, "p", 1, FOREVER_MS)], probes.obama
     )
@@ -290,7 +293,37 @@ def test_a_released_collection_is_loaded_again_by_the_next_search(
     try:
         operator.release_collection(gallery.collection)
         assert str(operator.get_load_state(gallery.collection)["state"]) == "NotLoad"
+        with pytest.raises(MilvusException) as refused:
+            operator.search(gallery.collection, data=[probes.obama[0].tolist()], limit=1)
+        assert refused.value.code == COLLECTION_NOT_LOADED, refused.value
         assert found(gallery, probes.obama, embedder.model_id) == ["obama"]
         assert str(operator.get_load_state(gallery.collection)["state"]) == "Loaded"
     finally:
         operator.close()
+
+
+def test_milvus_lite_leaves_grpc_logging_as_it_was_and_logs_no_traceback_through_it(
+    gallery_backend: GalleryBackend, probes: Probes, embedder: FaceEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Creating a collection makes pymilvus ask Lite's in-process gRPC server for an RPC it does not
+    implement, and grpc logs that with a traceback; the gallery drops that record during the call
+    only. Its whole life on Lite, from creating to purging, logs nothing through grpc, and grpc's
+    logging is left as it was, for any other gRPC code in the process."""
+    grpc_server = logging.getLogger("grpc._server")
+    level, filters = grpc_server.level, list(grpc_server.filters)
+    caplog.set_level(logging.DEBUG, logger="grpc")
+    assert not gallery_backend.is_server  # the default backend: Milvus Lite, in this process
+    gallery = Gallery(gallery_backend.settings(), dim=embedder.dim)
+    try:
+        gallery.add(
+            [GalleryEntry("obama-probe", "obama", WANTED, embedder.model_id, "p", 1, FOREVER_MS)],
+            probes.obama,
+        )
+        assert found(gallery, probes.obama, embedder.model_id) == ["obama"]
+        assert gallery.remove_identity("obama") == 1
+        assert gallery.entries() == []
+    finally:
+        gallery.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("grpc")] == []
+    assert (grpc_server.level, grpc_server.filters) == (level, filters)
+    assert grpc_server.getEffectiveLevel() <= logging.ERROR

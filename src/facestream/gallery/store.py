@@ -47,7 +47,8 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +66,20 @@ log = logging.getLogger(__name__)
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 # Milvus Lite logs a locked data directory with a traceback; Gallery raises GalleryLocked instead.
 logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
-# Milvus Lite's in-process gRPC server logs a traceback for AllocTimestamp, which pymilvus 3 probes
-# and then does without; facestream runs no other gRPC server in-process.
-logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 FOREVER_MS = 2**62
-_QUERY_LIMIT = 16384
-"""Milvus returns at most this many rows per query (offset + limit)."""
+QUERY_LIMIT = 16384
+"""The most rows one query may ask for (offset + limit): a 2.3 server refuses a larger window
+("invalid max query result window"), Milvus Lite takes one. A query given this limit returns at most
+this many rows, so a listing that gets that many reads them all again through the query iterator
+(`Gallery.entries`): nothing is cut."""
+COLLECTION_NOT_LOADED = 101
+"""`MilvusException.code` of a search or query on a released collection (Milvus' ErrCollectionNotLoaded;
+pymilvus names no constant for it). Measured the same on Milvus Lite and a 2.3 server, whose messages
+differ ("call load() before search/get/query" against "collection not loaded")."""
 _STRONG = "Strong"
 """A read that waits until the server has applied every write made before it (about 200 ms on a
 2.3 server, against ~6 ms Bounded): for listing, counting and settling, never for matching."""
-_NOT_LOADED = ("call load()", "collection not loaded")
-"""How Milvus Lite and a 2.3 server say a collection is released."""
 _LOAD_WAIT_S = 10.0
 _WRITE_ROWS = 8192
 """Rows per insert/upsert call: 8192 vectors of 512 floats are ~17 MB on the wire; a server refuses
@@ -214,10 +217,12 @@ class Gallery:
             params = {"M": self.settings.hnsw_m, "efConstruction": self.settings.hnsw_ef_construction}
         elif self.settings.index_type == "IVF_FLAT":
             params = {"nlist": self.settings.ivf_nlist}
-        # Declared with the collection: building an index after loading many rows is slow
-        # and, on Milvus Lite, has failed outright (../shared/STACK.md).
+        # Declared with the collection: building an index after loading many rows is slow and, on
+        # Milvus Lite, has failed outright (an index built after 1M rows took ~8 min, then the client
+        # call failed as the server dropped the connection, and a retry said "index already exists").
         index.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE", params=params)
-        self._call(self._client.create_collection, self.collection, schema=schema, index_params=index)
+        with _quiet_unimplemented_rpcs(enabled=not self.is_server):
+            self._call(self._client.create_collection, self.collection, schema=schema, index_params=index)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -225,7 +230,7 @@ class Gallery:
                 try:
                     return fn(*args, **kwargs)
                 except MilvusException as exc:
-                    if not any(says in str(exc) for says in _NOT_LOADED):
+                    if exc.code != COLLECTION_NOT_LOADED:
                         raise
                     # A released collection (an operator rebuilding its index, a restarted server):
                     # load it, ask again. The wait is bounded: a 2.3 server reloads what was loaded
@@ -384,13 +389,13 @@ class Gallery:
             self.collection,
             filter=expr,
             output_fields=_ENTRY_FIELDS,
-            limit=_QUERY_LIMIT,
+            limit=QUERY_LIMIT,
             consistency_level=_STRONG,
         )
-        if len(rows) >= _QUERY_LIMIT:
-            # One query stops at 16384 rows (both backends cut the list there, silently), so page
-            # through them all. The iterator drops the consistency level, but the Strong query
-            # above has brought the server up to now already.
+        if len(rows) >= QUERY_LIMIT:
+            # The limit may have cut the list (a server takes no larger one), so page through them
+            # all. The iterator drops the consistency level, but the Strong query above has brought
+            # the server up to now already.
             rows = self._call(self._all_rows, expr)
         return sorted(
             (GalleryEntry(**{f: r[f] for f in _ENTRY_FIELDS}) for r in rows),
@@ -399,7 +404,7 @@ class Gallery:
 
     def _all_rows(self, expr: str) -> list[dict[str, Any]]:
         pages = self._client.query_iterator(
-            self.collection, batch_size=_QUERY_LIMIT // 2, filter=expr, output_fields=_ENTRY_FIELDS
+            self.collection, batch_size=QUERY_LIMIT // 2, filter=expr, output_fields=_ENTRY_FIELDS
         )
         rows: list[dict[str, Any]] = []
         try:
@@ -462,7 +467,11 @@ class Gallery:
             self._call(self._client.load_collection, self.collection)
 
     def _compact_partition(self, partition: str) -> None:
-        """Make deleted rows of a partition unrecoverable from disk."""
+        """Make deleted rows of a partition unrecoverable from disk.
+
+        On Milvus Lite the partition is rewritten from one query held in memory, so one of more than
+        QUERY_LIMIT entries is left as it is, with a warning: its deleted vectors stay on disk until
+        Milvus compacts it."""
         if self.is_server:
             self._call(self._client.compact, self.collection)
             return
@@ -475,7 +484,7 @@ class Gallery:
             output_fields=["count(*)"],
             partition_names=[partition],
         )
-        if int(counted[0]["count(*)"]) >= _QUERY_LIMIT:
+        if int(counted[0]["count(*)"]) > QUERY_LIMIT:
             log.warning(
                 "partition %s holds too many entries to rewrite; deleted vectors stay on disk until "
                 "Milvus compacts it",
@@ -488,7 +497,7 @@ class Gallery:
             filter='entry_id != ""',
             output_fields=[*_ENTRY_FIELDS, "vector"],
             partition_names=[partition],
-            limit=_QUERY_LIMIT,
+            limit=QUERY_LIMIT,
         )
         self._drop_partition(partition)
         self._call(self._client.create_partition, self.collection, partition)
@@ -517,6 +526,33 @@ class Gallery:
         self._client.close()
         if self._lite_path is not None:
             _release_lite(self._lite_path)
+
+
+class _DropUnimplementedRpc(logging.Filter):
+    """Drops grpc's record of an RPC handler that raised NotImplementedError (how a generated
+    servicer answers a method its server does not implement); passes every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info is not None and isinstance(record.exc_info[1], NotImplementedError))
+
+
+@contextmanager
+def _quiet_unimplemented_rpcs(*, enabled: bool) -> Iterator[None]:
+    """While creating a collection on Milvus Lite. pymilvus creates its index and then asks the
+    server for a timestamp (AllocTimestamp) to wait on it; Lite's in-process gRPC server does not
+    implement that RPC, grpc logs the handler's NotImplementedError with a traceback at ERROR, and
+    pymilvus carries on without the timestamp. Only that record is dropped, and only during the
+    call: grpc's logging stays as it was for everything else in the process."""
+    if not enabled:
+        yield
+        return
+    server_log = logging.getLogger("grpc._server")
+    quiet = _DropUnimplementedRpc()
+    server_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        server_log.removeFilter(quiet)
 
 
 _LITE_USERS: dict[str, int] = {}
