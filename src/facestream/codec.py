@@ -38,6 +38,7 @@ from facestream.messages import (
     Candidate,
     Embedding,
     Face,
+    FaceMatch,
     Frame,
     FrameRef,
     Hit,
@@ -275,52 +276,48 @@ def _embedding(record: Record) -> Embedding:
     )
 
 
-def _hit_fields(h: Hit | Candidate) -> Record:
+def _face_match_record(m: FaceMatch) -> Record:
+    """The fields a hit and a candidate share, as the flat `hits` and `matches` schemas hold them."""
     return {
-        **frame_ref_to_record(h.ref),
-        "face_index": h.face_index,
-        "bbox": bbox_to_record(h.bbox),
-        "score": h.score,
-        "identity": h.identity,
-        "entry_id": h.entry_id,
-        "authorisation_id": h.authorisation_id,
-        "model_id": h.model_id,
-        "thumbnail_jpeg": h.thumbnail_jpeg,
+        **frame_ref_to_record(m.ref),
+        "face_index": m.face_index,
+        "bbox": bbox_to_record(m.bbox),
+        "score": m.score,
+        "identity": m.identity,
+        "entry_id": m.entry_id,
+        "authorisation_id": m.authorisation_id,
+        "model_id": m.model_id,
+        "thumbnail_jpeg": m.thumbnail_jpeg,
+    }
+
+
+def _face_match_fields(record: Record) -> dict[str, Any]:
+    """The inverse of _face_match_record: FaceMatch's fields, as keyword arguments for a Hit or a
+    Candidate."""
+    return {
+        "ref": frame_ref_from_record(record),
+        "face_index": int(record["face_index"]),
+        "bbox": bbox_from_record(record["bbox"]),
+        "score": float(record["score"]),
+        "identity": record["identity"],
+        "entry_id": record["entry_id"],
+        "authorisation_id": record["authorisation_id"],
+        "model_id": record["model_id"],
+        "thumbnail_jpeg": bytes(record["thumbnail_jpeg"]),
     }
 
 
 def _hit(record: Record) -> Hit:
-    return Hit(
-        frame_ref_from_record(record),
-        int(record["face_index"]),
-        bbox_from_record(record["bbox"]),
-        float(record["score"]),
-        record["identity"],
-        record["entry_id"],
-        record["authorisation_id"],
-        record["model_id"],
-        bytes(record["thumbnail_jpeg"]),
-    )
+    return Hit(**_face_match_fields(record))
 
 
 def _candidate_record(c: Candidate) -> Record:
-    return {"candidate_id": c.candidate_id, "episode_id": c.episode_id, **_hit_fields(c)}
+    return {"candidate_id": c.candidate_id, "episode_id": c.episode_id, **_face_match_record(c)}
 
 
 def _candidate(record: Record) -> Candidate:
-    hit = _hit(record)
     return Candidate(
-        candidate_id=record["candidate_id"],
-        episode_id=record["episode_id"],
-        ref=hit.ref,
-        face_index=hit.face_index,
-        bbox=hit.bbox,
-        score=hit.score,
-        identity=hit.identity,
-        entry_id=hit.entry_id,
-        authorisation_id=hit.authorisation_id,
-        model_id=hit.model_id,
-        thumbnail_jpeg=hit.thumbnail_jpeg,
+        candidate_id=record["candidate_id"], episode_id=record["episode_id"], **_face_match_fields(record)
     )
 
 
@@ -342,5 +339,5 @@ CAMERAS: Codec[CameraSpec] = Codec("cameras", 2, _camera_record, _camera)
 FRAMES: Codec[Frame] = Codec("frames", 1, _frame_record, _frame)
 FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
 EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)
-HITS: Codec[Hit] = Codec("hits", 1, _hit_fields, _hit)
+HITS: Codec[Hit] = Codec("hits", 1, _face_match_record, _hit)
 MATCHES: Codec[Candidate] = Codec("matches", 1, _candidate_record, _candidate)

@@ -10,7 +10,8 @@ same id again.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -139,12 +140,9 @@ class Embedding:
 
 
 @dataclass(frozen=True, slots=True)
-class Hit:
-    """One face matched one authorised watchlist entry above the threshold.
-
-    Hits are the matcher's raw output, keyed by (identity, camera) so that every hit of an
-    episode lands on the same partition; the episode step turns them into candidates.
-    """
+class FaceMatch:
+    """One face matched one authorised watchlist entry above the threshold: what a hit and the
+    candidate it opens both carry (the `hits` and `matches` schemas hold these fields, flat)."""
 
     ref: FrameRef
     face_index: int
@@ -155,6 +153,20 @@ class Hit:
     authorisation_id: str
     model_id: str
     thumbnail_jpeg: bytes
+
+    def match_fields(self) -> dict[str, Any]:
+        """FaceMatch's own fields, by name: the keyword arguments that carry them into another
+        kind of match (a hit's into the candidate it opens)."""
+        return {f.name: getattr(self, f.name) for f in fields(FaceMatch)}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit(FaceMatch):
+    """The matcher's raw output: the payload of `hits`.
+
+    Hits are keyed by (identity, camera) so that every hit of an episode lands on the same
+    partition; the episode step turns them into candidates.
+    """
 
     @property
     def hit_id(self) -> str:
@@ -169,25 +181,17 @@ class Hit:
         return self.episode_key.encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate(FaceMatch):
     """A candidate match waiting for human review: the payload of `matches`.
 
     One per (identity, camera, episode). It is never an alert by itself: two different
-    reviewers must confirm it first.
+    reviewers must confirm it first. Its own two ids are keyword-only: they come after the shared
+    fields, and a call that gives them first, by position, fails instead of filling other fields.
     """
 
     candidate_id: str
     episode_id: str
-    ref: FrameRef
-    face_index: int
-    bbox: BBox
-    score: float
-    identity: str
-    entry_id: str
-    authorisation_id: str
-    model_id: str
-    thumbnail_jpeg: bytes
 
     @property
     def key(self) -> bytes:
@@ -198,15 +202,5 @@ class Candidate:
         """The candidate for the first hit of a new episode; its ids derive from that hit."""
         episode_id = stable_id("episode", hit.identity, hit.ref.camera_id, hit.hit_id)
         return cls(
-            candidate_id=stable_id("candidate", episode_id),
-            episode_id=episode_id,
-            ref=hit.ref,
-            face_index=hit.face_index,
-            bbox=hit.bbox,
-            score=hit.score,
-            identity=hit.identity,
-            entry_id=hit.entry_id,
-            authorisation_id=hit.authorisation_id,
-            model_id=hit.model_id,
-            thumbnail_jpeg=hit.thumbnail_jpeg,
+            candidate_id=stable_id("candidate", episode_id), episode_id=episode_id, **hit.match_fields()
         )

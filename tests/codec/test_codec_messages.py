@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -19,7 +20,7 @@ from facestream.camera.sampler import FrameEncoder
 from facestream.camera.sources import Captured
 from facestream.camera.spec import CameraSpec, parse_camera
 from facestream.gallery.store import GalleryHit
-from facestream.messages import Candidate, Embedding, Face, Frame, Hit
+from facestream.messages import Candidate, Embedding, Face, FaceMatch, Frame, FrameRef, Hit
 from facestream.review import wire
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
@@ -27,6 +28,7 @@ from facestream.stages.episodes import EpisodeTracker
 from facestream.stages.match import MatchStage
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
+from tests.fixtures.hits import make_hit
 
 SCHEMAS = Path(str(codec.BUILTIN.root))
 
@@ -137,6 +139,24 @@ def _assert_same(sent: Any, got: Any) -> None:
         assert f32(got.score) == f32(sent.score)
     if isinstance(sent, Candidate):
         assert (got.candidate_id, got.episode_id) == (sent.candidate_id, sent.episode_id)
+
+
+def test_hits_and_matches_hold_exactly_the_fields_of_a_face_match_and_a_candidate_keeps_its_hits() -> None:
+    """Hit and Candidate share FaceMatch's fields, and one helper writes them: the `hits` schema holds
+    exactly those (the frame reference flat), `matches` those and the candidate's two ids. A field
+    added to FaceMatch without its place in both schemas fails here."""
+    ref = {f.name for f in dataclasses.fields(FrameRef)}
+    shared = {f.name for f in dataclasses.fields(FaceMatch)} - {"ref"} | ref
+
+    def schema_fields(c: codec.Codec[Any]) -> set[str]:
+        return {f["name"] for f in json.loads((SCHEMAS / c.path).read_text())["fields"]}
+
+    assert schema_fields(codec.HITS) == shared
+    assert schema_fields(codec.MATCHES) == shared | {"candidate_id", "episode_id"}
+    hit = make_hit("gate", 1_700_000_000_000)
+    candidate = Candidate.open_episode(hit)
+    assert candidate.match_fields() == hit.match_fields()
+    assert len(hit.match_fields()) == len(dataclasses.fields(FaceMatch))
 
 
 def test_frames_keep_every_millisecond_of_their_capture_time() -> None:

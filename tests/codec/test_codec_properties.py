@@ -64,7 +64,9 @@ MESSAGES: dict[str, st.SearchStrategy[Any]] = {
     "faces": st.builds(Face, refs, int32, boxes, landmarks, qualities, aligned, blobs),
     "embeddings": st.builds(Embedding, refs, int32, boxes, qualities, text, unit_vectors(), blobs),
     "hits": st.builds(Hit, refs, int32, boxes, f32, text, text, text, text, blobs),
-    "matches": st.builds(Candidate, text, text, refs, int32, boxes, f32, text, text, text, text, blobs),
+    "matches": st.builds(
+        Candidate, refs, int32, boxes, f32, text, text, text, text, blobs, candidate_id=text, episode_id=text
+    ),
 }
 
 
