@@ -23,7 +23,7 @@ from facestream.settings import KafkaSettings
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
 from facestream.transport.base import Envelope
-from facestream.transport.kafka import _envelope, client_config
+from facestream.transport.kafka import client_config, to_envelope
 from facestream.transport.topics import FETCH_MAX_BYTES, MAX_BATCH_BYTES, MAX_RECORD_BYTES
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
@@ -100,7 +100,7 @@ class Collector:
             while not self._stop.is_set():
                 for message in self._consumer.consume(200, 0.2):
                     if message.error() is None:
-                        env = _envelope(message)
+                        env = to_envelope(message)
                         with self._lock:
                             self._seen.setdefault(env.topic, []).append(env)
         finally:

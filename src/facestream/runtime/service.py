@@ -123,7 +123,7 @@ def wait_for_kafka(
 
     Not ready meanwhile (the caller sets readiness once its loop runs), but alive: the wait
     stamps the liveness clock, so a probe does not restart a pod that only waits for Kafka. A
-    refused login or a missing right is logged as such by the client (transport/kafka.py), and
+    refused login or a missing right is logged as such by the client (transport/kafka/client.py), and
     waited out too: fixed by an operator, the service starts without a restart.
     """
     admin = AdminClient(client_config(kafka))

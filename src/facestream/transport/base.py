@@ -82,7 +82,7 @@ class Consumer(Protocol):
 @runtime_checkable
 class Rejoining(Protocol):
     """A consumer whose client can stall or die for good and is then replaced by a new one that
-    joins the group again: Kafka's (transport/kafka.py); the in-process broker's cannot. The runner
+    joins the group again: Kafka's (transport/kafka/consumer.py); the in-process broker's cannot. The runner
     watches its input for stalls and counts every replacement as a rejoin."""
 
     fatal_rejoins: int
@@ -152,7 +152,7 @@ class Refusal:
 
 
 class RecordRefused(DeliveryError):
-    """Records were refused for what they are (transport/kafka.py `RECORD_ERRORS`), by produce()
+    """Records were refused for what they are (transport/kafka/producer.py `RECORD_ERRORS`), by produce()
     itself or by the broker. Found by the broker inside a transaction, the refusal leaves the
     transaction able only to abort (checked on Kafka 4.1 with librdkafka 2.16): the batch must be
     written again without those records. A refusal in produce() leaves the transaction as it was."""

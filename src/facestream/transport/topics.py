@@ -6,9 +6,10 @@ retention.ms and segment.ms, because Kafka deletes whole closed segments only: a
 10-minute retention with the default 7-day segment would keep frames for a week.
 
 The size limits are set here and nowhere else: the producers' and consumers' configs
-(transport/kafka.py), every topic's max.message.bytes (`TopicSpec.config`), the broker's
-(scripts/kafka.sh reads the `MAX_BATCH_BYTES = <number>` line below) and the runner's input cap and dead
-letters (runtime/runner.py) all use them; docs/delivery.md says what happens at each.
+(transport/kafka/producer.py and consumer.py), every topic's max.message.bytes
+(`TopicSpec.config`), the broker's (scripts/kafka.sh reads the `MAX_BATCH_BYTES = <number>` line
+below) and the runner's input cap and dead letters (runtime/runner.py) all use them;
+docs/delivery.md says what happens at each.
 """
 
 from __future__ import annotations

@@ -45,9 +45,6 @@ from facestream.transport.kafka.readers import (
     read_range,
 )
 
-_envelope = to_envelope
-"""The name tests/dlq/world.py imports from here (it predates the split); new code: `to_envelope`."""
-
 __all__ = [
     "OPERATOR_ERRORS",
     "REBALANCE_ERRORS",
