@@ -189,11 +189,15 @@ def _compose(path: Path, text: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
+        mark, context = exc.problem_mark or exc.context_mark, exc.context_mark
         what = exc.problem or exc.context
-        if exc.problem and exc.context and exc.context_mark is not None:
-            what = f"{exc.problem} ({exc.context} from line {exc.context_mark.line + 1})"
+        if exc.problem and exc.context and context is not None:
+            if mark is not None and mark.index >= len(text.rstrip()):
+                mark = context  # an unclosed quote or bracket: where it opened, not the file's end
+                what = f"{exc.problem} ({exc.context})"
+            else:
+                what = f"{exc.problem} ({exc.context} from line {context.line + 1})"
+        line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: not valid YAML: {what}") from None
     except yaml.YAMLError as exc:  # unmarked: e.g. a character YAML does not allow
         raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})") from None
