@@ -43,6 +43,11 @@ NO_ENV = "="
 
 NULL_TAG = "tag:yaml.org,2002:null"
 
+ENV_ONLY = frozenset({"audit"})
+"""Sections the file refuses: the audit log builds AuditSettings() from env vars alone
+(accountability/audit.py, commands/audit.py), so a signing key written here would be silently
+ignored and the log signed with a development key. Remove one once its readers use settings_from."""
+
 
 def settings_models() -> tuple[type[BaseSettings], ...]:
     """Every settings model there is: a section of one command's file is another's, so the file is
@@ -152,12 +157,17 @@ def _load(name: str, _mtime_ns: int, _size: int) -> ConfigFile:
         name = str(key_node.value)
         at = f"{path}:{_line(key_node)}: {_printable(name)}"
         if name not in models:
+            readable = sorted(set(models) - ENV_ONLY)
             hint = (
-                f"; settings go under their section, here `{owner[name]}:`"
+                _belongs(name, owner[name], models)
                 if name in owner
-                else _did_you_mean(name, models) or f" (sections: {', '.join(sorted(models))})"
+                else _did_you_mean(name, models) or f" (sections: {', '.join(readable)})"
             )
             raise ConfigError(f"{at}: unknown section{hint}")
+        if name in ENV_ONLY:
+            raise ConfigError(
+                f"{at}: not read from this file yet; set {_env_names(models[name])} in the environment"
+            )
         if isinstance(body, yaml.ScalarNode) and body.tag == NULL_TAG:
             continue  # `gallery:` with nothing under it yet
         if not isinstance(body, yaml.MappingNode):
@@ -169,7 +179,7 @@ def _load(name: str, _mtime_ns: int, _size: int) -> ConfigFile:
             here = f"{path}:{_line(field_node)}: {name}.{_printable(field)}"
             if field not in model.model_fields:
                 hint = (
-                    f"; it belongs under `{owner[field]}:`"
+                    _belongs(field, owner[field], models)
                     if field in owner
                     else _did_you_mean(field, model.model_fields)
                 )
@@ -267,6 +277,18 @@ def _warn_if_secrets_readable(config: ConfigFile, models: Mapping[str, type[Base
 def _is_secret(model: type[BaseSettings], field: str) -> bool:
     annotation = model.model_fields[field].annotation
     return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+def _belongs(field: str, section: str, models: Mapping[str, type[BaseSettings]]) -> str:
+    """Where a setting given in the wrong place goes: its section, or the env for an env-only one."""
+    if section in ENV_ONLY:
+        return f"; it is read only from env var {_env_names(models[section], field)}"
+    return f"; it belongs under `{section}:`"
+
+
+def _env_names(model: type[BaseSettings], *fields: str) -> str:
+    prefix = str(model.model_config.get("env_prefix", ""))
+    return ", ".join(f"{prefix}{field}".upper() for field in fields or model.model_fields)
 
 
 def _did_you_mean(name: str, known: Mapping[str, object]) -> str:
