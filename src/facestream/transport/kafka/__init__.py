@@ -22,9 +22,9 @@ from facestream.transport.kafka.admin import create_missing_topics, ensure_topic
 from facestream.transport.kafka.client import (
     OPERATOR_ERRORS,
     RETRY_CAP_S,
+    ClientErrors,
     client_config,
     next_retry_delay,
-    report_client_error,
     to_envelope,
 )
 from facestream.transport.kafka.consumer import REBALANCE_ERRORS, KafkaConsumer, Subscription
@@ -51,6 +51,7 @@ __all__ = [
     "RECORD_ERRORS",
     "RETRY_CAP_S",
     "TOO_LARGE_ERRORS",
+    "ClientErrors",
     "KafkaConsumer",
     "KafkaProducer",
     "ProducerFenced",
@@ -68,6 +69,5 @@ __all__ = [
     "next_retry_delay",
     "partition_of_key",
     "read_range",
-    "report_client_error",
     "to_envelope",
 ]

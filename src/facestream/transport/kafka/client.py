@@ -4,6 +4,8 @@ message becomes an `Envelope`, and how long a retry loop waits between two asks.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message
@@ -28,14 +30,46 @@ OPERATOR_ERRORS = frozenset(
 """Client errors only an operator can fix (credentials, certificates, ACLs): logged as errors."""
 
 
-def report_client_error(error: KafkaError) -> None:
-    """librdkafka's error callback. A refused login or a missing right would otherwise show only
-    as timeouts further up, so it is logged as an error, saying what the broker said; connection
-    errors while a broker restarts are expected, and reported by the runner's own retries."""
-    if error.code() in OPERATOR_ERRORS or error.fatal():
-        log.error("kafka refused this client: %s", error.str())
-    else:
-        log.debug("kafka client: %s", error.str())
+CONNECTION_ERRORS = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
+"""The client cannot reach a broker (down, restarting, a wrong address)."""
+CONNECTION_LOG_EVERY_S = 30.0
+"""While a client cannot connect, its warning is repeated at most this often (librdkafka reports
+every failed attempt, several a second)."""
+
+
+class ClientErrors:
+    """librdkafka's error callback for one client.
+
+    A refused login or a missing right would otherwise show only as timeouts further up, so it is
+    logged as an error, saying what the broker said. A broker it cannot reach is a warning naming
+    the bootstrap address (a wrong address and a broker that is down read the same in a stack
+    trace), repeated at most every `CONNECTION_LOG_EVERY_S` while it lasts; the rest is debug.
+    """
+
+    def __init__(self, bootstrap_servers: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._clock = clock
+        self._warned_at: float | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in OPERATOR_ERRORS or error.fatal():
+            log.error("kafka at %s refused this client: %s", self.bootstrap_servers, error.str())
+        elif error.code() in CONNECTION_ERRORS and self._due():
+            log.warning(
+                "kafka at %s: cannot connect (%s); retrying, said again in %.0fs if it lasts",
+                self.bootstrap_servers,
+                error.str(),
+                CONNECTION_LOG_EVERY_S,
+            )
+        else:
+            log.debug("kafka client: %s", error.str())
+
+    def _due(self) -> bool:
+        now = self._clock()
+        if self._warned_at is not None and now - self._warned_at < CONNECTION_LOG_EVERY_S:
+            return False
+        self._warned_at = now
+        return True
 
 
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -44,10 +78,10 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": settings.client_id,
         "security.protocol": settings.security_protocol,
-        # librdkafka logs connection failures itself at level 3; the runner reports them
-        # through metrics and its own log lines instead. Errors come through `error_cb`.
+        # librdkafka would log connection failures itself, unformatted, on every attempt; they
+        # come through `error_cb` instead, logged by facestream's loggers (and so as JSON).
         "log_level": 2,
-        "error_cb": report_client_error,
+        "error_cb": ClientErrors(settings.bootstrap_servers),
         # After a broker restart, librdkafka 2.16's default (rebootstrap) decommissions the brokers
         # it had learned, and a transactional producer then waits on the dead handle of its group
         # coordinator: every first send_offsets_to_transaction blocked until replaced (20 s a stage).

@@ -17,7 +17,6 @@ from facestream.transport.base import AssignmentCallback, Envelope, Offsets, Par
 from facestream.transport.kafka.client import (
     client_config,
     next_retry_delay,
-    report_client_error,
     to_envelope,
 )
 from facestream.transport.topics import FETCH_MAX_BYTES
@@ -106,9 +105,10 @@ class KafkaConsumer:
     def _client(self) -> CKConsumer:
         """A new librdkafka consumer whose fatal errors, reported to `error_cb`, mark it for replacing."""
         client: list[CKConsumer] = []
+        report = self._config["error_cb"]
 
         def on_error(error: KafkaError) -> None:
-            report_client_error(error)
+            report(error)
             if error.fatal() and client and client[0] is self._consumer:
                 self._fatal = error
 
