@@ -18,7 +18,7 @@ from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from facestream.config_file import CONFIG_ENV, config_path, load_config
+from facestream.config_file import CONFIG_ENV, ENV_ONLY, config_path, load_config, section_of
 from facestream.errors import ConfigError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -48,7 +48,10 @@ def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings]) -
     """One argument group per settings model, one flag per field, and `--config` once."""
     _add_config_flag(parser)
     for model in models:
-        group = parser.add_argument_group((model.__doc__ or model.__name__).strip().splitlines()[0])
+        title = (model.__doc__ or model.__name__).strip().splitlines()[0]
+        section = section_of(model)
+        where = "not in the config file" if section in ENV_ONLY else f"config file section {section}:"
+        group = parser.add_argument_group(f"{title} [{where}]")
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
             inner, _ = _unwrap(field.annotation)

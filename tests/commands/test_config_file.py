@@ -134,6 +134,7 @@ def test_every_command_with_settings_takes_config() -> None:
     add_settings(parser, KafkaSettings)
     add_settings(parser, GallerySettings)  # a second call must not add it twice (argparse would raise)
     assert parser.parse_args(["--config", "f.yaml"]).config == Path("f.yaml")
+    assert "[config file section kafka:]" in parser.format_help()  # --help says where each group goes
 
 
 # -- errors: one line, file:line and section.key, never the value -----------------------------------
@@ -245,6 +246,12 @@ def test_the_example_loads_and_every_key_is_a_real_setting() -> None:
             assert field in model.model_fields
             assert getattr(built, field) is not None or entry.value is None, field
     assert "hunter2" not in EXAMPLE.read_text()
+
+
+def test_the_documentation_lists_every_section() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    listed = set(re.findall(r"^\| `(\w+):` \|", doc, re.MULTILINE))
+    assert listed == {section_of(m) for m in settings_models()} - ENV_ONLY
 
 
 def test_every_settings_model_has_a_section() -> None:
