@@ -28,7 +28,7 @@ def test_values_from_messages_are_escaped_on_the_queue_and_the_candidate_page() 
         assert 'csrf"><b>' not in html
         assert "<script" not in html.lower()
     page = pages.candidate_page(viewer, r, None, 1_800_000_000_000, 2, has_crop=True, enrolled_note=None)
-    assert "O&#x27;Brien" in page and 'id="confirm"' in page and 'id="reject"' in page
+    assert "O&#39;Brien" in page and 'id="confirm"' in page and 'id="reject"' in page
 
 
 def test_messages_are_chosen_by_code_never_taken_from_the_request() -> None:
