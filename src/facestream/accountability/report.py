@@ -21,11 +21,12 @@ end of the period from `authorisation.revoke` / `authorisation.expire` records b
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from facestream.accountability.audit import AuditRecord
 from facestream.accountability.clock import iso
@@ -176,56 +177,30 @@ def _searched(rec: AuditRecord) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 84rem; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #c8c8c8; padding: .35rem .6rem; text-align: left; }
-th { background: #f0f0f0; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-td code, td.t { white-space: nowrap; } table { font-size: .92rem; }
-.meta { color: #555; font-size: .9rem; } code { font-size: .85rem; word-break: break-all; }
-"""
+def _dash(value: Any) -> Any:
+    """A missing value (None) shows as an em dash; autoescape still escapes whatever else it is."""
+    return "—" if value is None else value
+
+
+TEMPLATES = Environment(
+    loader=PackageLoader("facestream.accountability", "templates"),
+    autoescape=True,  # an HTML page; select_autoescape would not match the .html.j2 name
+    undefined=StrictUndefined,  # a misspelt field in the template fails instead of printing nothing
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,  # a file that ends in a newline, as before
+    auto_reload=False,
+)
+TEMPLATES.filters["dash"] = _dash
 
 
 def to_html(report: Mapping[str, Any]) -> str:
-    """A readable page of the same report; every value is escaped."""
-
-    def e(value: Any) -> str:
-        return html.escape("—" if value is None else str(value))
-
-    period, log, totals = report["period"], report["audit_log"], report["totals"]
-    head = "".join(f"<th>{e(n)}</th>" for n in COUNTS)
-    total_row = "".join(f'<td class="n">{e(totals[n])}</td>' for n in COUNTS)
-    rows = []
-    for row in report["authorisations"]:
-        cells = "".join(f'<td class="n">{e(row[n])}</td>' for n in COUNTS)
-        rows.append(
-            f"<tr><td><code>{e(row['authorisation_id'])}</code></td><td>{e(row['case_ref'])}</td>"
-            f"<td>{e(row['purpose'])}</td>"
-            f"<td class='t'>{e(row['valid_from'])}<br>to {e(row['valid_until'])}</td>"
-            f"<td>{e(row['status_at_end'])}</td>{cells}</tr>"
-        )
-    body = "\n".join(rows) or f'<tr><td colspan="{5 + len(COUNTS)}">no authorisation in this period</td></tr>'
-    definitions = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in report["definitions"].items())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Transparency report {e(period["from"])} to {e(period["to"])}</title>
-<style>{_CSS}</style></head>
-<body>
-<h1>Real-time face recognition: transparency report</h1>
-<p>Period: <strong>{e(period["from"])}</strong> to <strong>{e(period["to"])}</strong>.
-Counts only; no identities, images or staff names.</p>
-<h2>Totals</h2>
-<table><tr>{head}</tr><tr>{total_row}</tr></table>
-<h2>Per authorisation</h2>
-<table>
-<tr><th>authorisation</th><th>case</th><th>purpose</th><th>valid</th><th>status at end</th>{head}</tr>
-{body}
-</table>
-<h2>What the counts mean</h2>
-<dl>{definitions}</dl>
-<p class="meta">Computed from the verified audit log {e(log["path"])} (chain {e(log["chain"])},
-{e(log["records"])} records, {e(log["records_in_period"])} in the period; last record
-seq {e(log["last_seq"])}, hash <code>{e(log["last_hash"])}</code>).</p>
-</body></html>
-"""
+    """A readable page of the same report (accountability/templates), every value escaped by Jinja2."""
+    return TEMPLATES.get_template("transparency.html.j2").render(
+        period=report["period"],
+        log=report["audit_log"],
+        totals=report["totals"],
+        authorisations=report["authorisations"],
+        definitions=report["definitions"],
+        counts=COUNTS,
+    )
