@@ -7,12 +7,17 @@ episode. The gallery is built once for the module (`facestream gallery enroll` p
 
 from __future__ import annotations
 
-import json
+import contextlib
+import fcntl
 import os
+import pty
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +28,7 @@ import pytest
 
 from facestream.settings import MatcherSettings, ModelSettings
 from tests.camera.stills import flat_png
+from tests.commands.identify_output import noise, split_summary, stdout_objects, summary_lines
 from tests.fixtures.media import (
     LOG_RECORD,
     RESOLUTIONS,
@@ -46,12 +52,11 @@ def facestream(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def candidates(result: subprocess.CompletedProcess[str]) -> Candidates:
-    """stdout parsed, checking that it holds nothing but candidate JSON lines."""
+    """stdout parsed, checking that it holds nothing but candidate JSON lines (and the `--summary`
+    object last, if asked for)."""
     out = []
-    for line in result.stdout.splitlines():
-        obj = json.loads(line)
-        assert isinstance(obj, dict)
-        assert {"identity", "score", "source", "frame_ts", "bbox"} <= obj.keys(), obj
+    for obj in stdout_objects(result.stdout)[0]:
+        assert {"identity", "score", "source", "frame_ts", "bbox", "media_offset_s"} <= obj.keys(), obj
         assert THRESHOLD <= obj["score"] <= 1.0
         datetime.fromisoformat(obj["frame_ts"])
         x1, y1, x2, y2 = obj["bbox"]
@@ -88,6 +93,7 @@ def gallery(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory, models: P
 def stills_run(faces_dir: Path, gallery: str, models: Path) -> subprocess.CompletedProcess[str]:
     return facestream(
         "identify",
+        "--summary",
         "--gallery",
         gallery,
         str(faces_dir / "probe"),
@@ -111,7 +117,7 @@ def test_stills_exit_0_with_only_json_on_stdout_and_no_errors(
 ) -> None:
     assert stills_run.returncode == 0
     assert stills
-    assert non_log_lines(stills_run.stderr) == []
+    assert noise(stills_run.stderr) == []
 
 
 def test_every_probe_photo_matches_its_identity(faces_dir: Path, stills: Candidates) -> None:
@@ -299,7 +305,7 @@ def test_stills_over_the_pixel_limit_are_refused_undecoded_in_bounded_memory(
         for bomb in bombs
     ]
     assert of(candidates(subprocess.CompletedProcess([], 1, run.stdout, "")), obama) == ["obama"]
-    assert non_log_lines(run.stderr) == []
+    assert noise(run.stderr) == []
     assert run.peak_rss_mb < 1536, f"peak RSS {run.peak_rss_mb:.0f} MB"
 
 
@@ -322,7 +328,7 @@ def test_stills_go_through_one_at_a_time(gallery: str, tmp_path: Path, models: P
     }
     for run in runs.values():
         assert run.returncode == 0, run.stderr
-        assert errors(run.stderr) == [] and non_log_lines(run.stderr) == []
+        assert errors(run.stderr) == [] and noise(run.stderr) == []
         assert run.stdout == ""  # white pictures: nobody in them
     one_mb, twelve_mb = runs["one"].peak_rss_mb, runs["twelve"].peak_rss_mb
     # under two decoded stills of growth: the next still is decoded after the last is released
@@ -356,7 +362,7 @@ def test_a_folder_of_unreadable_images_is_one_line_and_exit_1(
         f"source {folder}: no usable image, all 1000 failed; the first: {folder / '0000.jpg'}: "
         "not a readable image: no JPEG, PNG, BMP or WebP header"
     ]
-    assert non_log_lines(result.stderr) == []  # nor any noise from the image libraries
+    assert noise(result.stderr) == []  # nor any noise from the image libraries
 
 
 def test_good_stills_among_bad_ones_are_still_identified_and_the_bad_summarised(
@@ -384,3 +390,214 @@ def test_good_stills_among_bad_ones_are_still_identified_and_the_bad_summarised(
         f"source {folder}: 16 more of its 23 images failed",
         f"source {video}: cannot open video",
     ]
+
+
+# -- telling the user what happened (issue 14) ---------------------------------------------------
+
+
+def test_the_summary_closes_stderr_with_one_line_per_source(
+    faces_dir: Path, stills_run: subprocess.CompletedProcess[str], stills: Candidates
+) -> None:
+    probe, scenes = faces_dir / "probe", faces_dir / "scenes"
+    head = split_summary(stills_run.stderr)[1][0]
+    assert head == f"facestream identify: 2 sources, 10 frames, 14 faces, {len(stills)} candidates"
+    lines = summary_lines(stills_run.stderr)
+    assert list(lines) == [str(probe), str(scenes)]
+    assert lines[str(probe)] == (
+        f"{probe} (folder, 3 images): 3 faces; 2 candidates: alex_lacamoire (0.77), obama (0.83); "
+        f"faces and no candidate in 1 image: {UNENROLLED}_unenrolled.jpg"
+    ).replace("(0.77)", _score(stills, probe / "alex_lacamoire.jpg")).replace(
+        "(0.83)", _score(stills, probe / "obama.jpg")
+    )
+    assert lines[str(scenes)].startswith(f"{scenes} (folder, 7 images): 11 faces; 9 candidates: ")
+    assert lines[str(scenes)].endswith(" and 4 more")  # five shown
+    assert "%|" not in stills_run.stderr  # no progress bar: stderr is not a terminal
+
+
+def _score(found: Candidates, photo: Path) -> str:
+    (c,) = [c for c in found if c["source"] == str(photo)]
+    return f"({c['score']:.2f})"
+
+
+def test_summary_json_is_the_last_line_of_stdout(
+    faces_dir: Path, stills_run: subprocess.CompletedProcess[str], stills: Candidates
+) -> None:
+    found, summary = stdout_objects(stills_run.stdout)
+    assert summary is not None and found == stills
+    assert {k: summary[k] for k in ("sources", "frames", "faces", "candidates", "failed", "rejected")} == {
+        "sources": 2, "frames": 10, "faces": 14, "candidates": len(stills), "failed": 0, "rejected": {},
+    }  # fmt: skip
+    probe, scenes = summary["per_source"]
+    assert probe == {
+        "source": str(faces_dir / "probe"),
+        "kind": "folder",
+        "images": 3,
+        "frames": 3,
+        "faces": 3,
+        "rejected": {},
+        "repeats": 0,
+        "candidates": 2,
+        "identities": {"alex_lacamoire": 1, "obama": 1},
+        "faces_without_candidate": [f"{UNENROLLED}_unenrolled.jpg"],
+        "failed": [],
+    }
+    assert scenes["frames"] == 7 and scenes["faces"] == sum(len(p) for p in SCENE_PEOPLE.values()) + 4
+    assert scenes["identities"] == {"biden": 2, "obama": 2 + len(RESOLUTIONS), "rose_leslie": 1}
+    assert scenes["faces_without_candidate"] == []  # every scene has someone enrolled
+
+
+def test_without_summary_stdout_is_candidates_only(video_run: subprocess.CompletedProcess[str]) -> None:
+    assert video_run.stdout and stdout_objects(video_run.stdout)[1] is None
+
+
+def test_a_video_candidate_says_how_far_into_the_file_it_is(
+    video_run: subprocess.CompletedProcess[str],
+    walk_past_video: Path,
+    comes_back_video: Path,
+    stills: Candidates,
+) -> None:
+    found = candidates(video_run)
+    walk = {c["identity"]: c["media_offset_s"] for c in found if c["source"] == str(walk_past_video)}
+    assert walk["obama"] == pytest.approx(0.0, abs=0.25)  # the first person of the video
+    assert walk["alex_lacamoire"] == pytest.approx(4.0, abs=0.5)  # after obama's and kit's 2 s each
+    back = [c["media_offset_s"] for c in found if c["source"] == str(comes_back_video)]
+    assert back[0] == pytest.approx(0.0, abs=0.25)
+    assert back[1] >= 1.5 + RETURN_GAP_S - 0.25
+    assert {c["media_offset_s"] for c in stills} == {None}  # a still has no position
+    line = summary_lines(video_run.stderr)[str(walk_past_video)]
+    assert re.fullmatch(
+        rf"{re.escape(str(walk_past_video))} \(video, read to 0:05\.8\): 30 frames, 30 faces; 2 candidates: "
+        r"obama \(0\.\d\d\) at 0:00\.0, alex_lacamoire \(0\.\d\d\) at 0:0[34]\.\d",
+        line,
+    ), line
+
+
+def test_a_source_with_faces_and_no_candidate_says_so(
+    faces_dir: Path, no_face_photo: Path, gallery: str, models: Path
+) -> None:
+    kit = faces_dir / "probe" / f"{UNENROLLED}_unenrolled.jpg"
+    result = facestream("identify", "--gallery", gallery, str(kit), str(no_face_photo), model_dir=models)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert summary_lines(result.stderr) == {
+        str(kit): f"{kit} (image): 1 face; no candidate",
+        str(no_face_photo): f"{no_face_photo} (image): no face",
+    }
+
+
+def test_faces_rejected_by_a_quality_gate_are_counted_with_the_gate(
+    faces_dir: Path, gallery: str, models: Path
+) -> None:
+    """A gate no face can pass (a 4000 px minimum): obama is seen, rejected as too small, not searched."""
+    obama = faces_dir / "probe" / "obama.jpg"
+    result = facestream(
+        "identify", "--summary", "--gallery", gallery, "--min-face-px", "4000", str(obama), model_dir=models
+    )
+    assert result.returncode == 0, result.stderr
+    found, summary = stdout_objects(result.stdout)
+    assert found == []
+    assert summary is not None and summary["rejected"] == {"too_small": 1}
+    assert summary["per_source"][0]["faces_without_candidate"] == [str(obama)]
+    assert summary_lines(result.stderr)[str(obama)] == (
+        f"{obama} (image): 1 face (1 rejected: 1 too small); no candidate"
+    )
+
+
+def _pty_run(*args: str, model_dir: Path, columns: int = 150) -> tuple[int, str]:
+    """`facestream ARGS` with stderr on a pseudo-terminal `columns` wide: (exit status, what it drew)."""
+    script = Path(sys.executable).with_name("facestream")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "facestream"]
+    env = {**os.environ, "FACESTREAM_MODEL_DIR": str(model_dir), "FACESTREAM_MODEL_EXECUTION_PROVIDER": "cpu"}
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen(
+        [*command, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child, env=env
+    )
+    os.close(child)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(main, 65536):
+            drawn += chunk
+    os.close(main)
+    return process.wait(timeout=300), drawn.decode(errors="replace")
+
+
+def test_progress_is_drawn_on_a_terminal_for_folders_and_videos(
+    faces_dir: Path, walk_past_video: Path, gallery: str, models: Path
+) -> None:
+    scenes = faces_dir / "scenes"
+    status, drawn = _pty_run(
+        "identify", "--gallery", gallery, "--fps", "5", str(walk_past_video), str(scenes), model_dir=models
+    )
+    assert status == 0, drawn
+    frames = drawn.replace("\r\n", "\n").replace("\r", "\n")
+    # a video's bar counts seconds of media against its length from the header; a folder's, images
+    assert re.search(rf"(^|\n){re.escape(walk_past_video.name)}: +\d+%\|.*\| \d+\.\d/6\.0 s", frames), frames
+    assert re.search(r"(^|\n)scenes: +\d+%\|.*\| [0-7]/7 \[", frames), frames
+    assert re.search(r"\d+ faces?, \d+ candidates?", frames)  # counts so far, beside the bar
+    # the bars are gone at the end; the summary is what stays
+    assert frames.rstrip().splitlines()[-1].startswith(f"  {scenes} (folder, 7 images): 11 faces; ")
+
+
+def test_a_stream_that_ends_says_so_once(mjpeg_camera: Any, gallery: str, models: Path) -> None:
+    """An MJPEG camera that closes the connection after 10 frames: one error line, and the summary
+    counts what was read before."""
+    camera = mjpeg_camera(mode="drop", fail_after=10, fps=20)
+    result = facestream("identify", "--gallery", gallery, "--fps", "5", camera.url, model_dir=models)
+    assert result.returncode == 1
+    assert errors(result.stderr) == [f"source {camera.url}: stream ended (connection closed)"]
+    assert noise(result.stderr) == []
+    line = summary_lines(result.stderr)[camera.url]
+    assert re.fullmatch(
+        rf"{re.escape(camera.url)} \(stream\): \d+ frames?, no face; stopped \(see above\)", line
+    )
+
+
+def test_opencv_and_ffmpeg_say_nothing_of_their_own(mjpeg_camera: Any, gallery: str, models: Path) -> None:
+    """An HTTP camera serving bytes that are no video goes to OpenCV's FFmpeg, which fails to open
+    it: the user gets identify's line naming the source, not OpenCV's `[ WARN:0@...] global
+    cap.cpp` (which the same run prints when the user asks for OpenCV's warnings)."""
+    camera = mjpeg_camera(mode="video", video=b"\x00\x00\x00\x18ftypmp42 not really a video" * 10)
+    script = Path(sys.executable).with_name("facestream")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    env |= {"FACESTREAM_MODEL_DIR": str(models), "FACESTREAM_MODEL_EXECUTION_PROVIDER": "cpu"}
+    runs = {
+        level: subprocess.run(
+            [str(script), "identify", "--gallery", gallery, camera.url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env | ({"OPENCV_LOG_LEVEL": level} if level else {}),
+        )
+        for level in ("", "WARNING")
+    }
+    quiet, asked = runs[""], runs["WARNING"]
+    assert quiet.returncode == 1
+    assert errors(quiet.stderr) == [f"source {camera.url}: cannot connect"]
+    assert noise(quiet.stderr) == []
+    assert any(line.startswith("[ WARN:") and "cap.cpp" in line for line in noise(asked.stderr)), asked.stderr
+
+
+def test_interrupted_it_still_summarises_what_it_read(mjpeg_camera: Any, gallery: str, models: Path) -> None:
+    """Ctrl-C is how a live stream is stopped: exit 130, the summary of what was read, no traceback."""
+    camera = mjpeg_camera(mode="stream", fps=20)
+    script = Path(sys.executable).with_name("facestream")
+    env = {**os.environ, "FACESTREAM_MODEL_DIR": str(models), "FACESTREAM_MODEL_EXECUTION_PROVIDER": "cpu"}
+    process = subprocess.Popen(
+        [str(script), "identify", "--gallery", gallery, "--fps", "5", camera.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while camera.frames_sent < 40 and time.monotonic() < deadline:  # 2 s of the stream read
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert noise(stderr) == [], stderr
+    assert "interrupted: stopped reading; the summary covers what was read" in stderr
+    line = summary_lines(stderr)[camera.url]
+    assert re.fullmatch(rf"{re.escape(camera.url)} \(stream\): \d+ frames?, no face", line), line

@@ -17,6 +17,7 @@ import pytest
 
 from facestream.settings import ModelSettings
 from facestream.vision.models import BUILTIN_MODELS, sha256_of
+from tests.commands.identify_output import noise, stdout_objects
 from tests.fixtures.media import facestream_cli, grant_authorisation, non_log_lines
 
 pytestmark = pytest.mark.subprocess  # the real CLI in its own process
@@ -62,8 +63,8 @@ def run(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
 def found(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str]]:
     """(identity, model id) of each candidate; the run must have ended well, with no traceback."""
     assert result.returncode == 0, result.stderr
-    assert non_log_lines(result.stderr) == [], result.stderr
-    return [(c["identity"], c["model_id"]) for c in map(json.loads, result.stdout.splitlines())]
+    assert noise(result.stderr) == [], result.stderr
+    return [(c["identity"], c["model_id"]) for c in stdout_objects(result.stdout)[0]]
 
 
 def one_line(result: subprocess.CompletedProcess[str], status: int) -> str:

@@ -10,13 +10,22 @@ Memory stays bounded whatever the input: a still is refused from its header when
 more than `--max-frame-pixels`, and files and stills go through the pipeline one at a time
 (runtime/embedded.py). A source that cannot be read is reported and the others go on; the
 exit status is then 1.
+
+What the user is told: progress bars on a terminal (commands/identify_progress.py), each
+candidate with its position in a video file (`media_offset_s`), and at the end a summary per
+SOURCE argument on stderr (commands/identify_summary.py), also on stdout as one last JSON object
+with `--summary`. The camera libraries' own log lines (OpenCV, its FFmpeg) are switched off: a
+source's failure reaches the user once, as identify's own line naming the source.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +80,12 @@ def register(sub: Any) -> None:
         metavar="ZONE",
         help="zone (camera group) of the sources, for authorisation scopes and suspension rules",
     )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help='end stdout with one JSON object {"summary": ...}: per source, frames, faces, faces '
+        "rejected by each quality gate, candidates (the same summary is always written to stderr)",
+    )
     add_actor_flag(p)
     add_settings(
         p,
@@ -85,6 +100,17 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def quiet_camera_libraries() -> None:
+    """OpenCV's `[ WARN:0@...] global cap.cpp` lines and its FFmpeg's `[http @ 0x...]` lines go
+    straight to the terminal and say again, in their terms, what identify reports per source.
+    An OPENCV_LOG_LEVEL or OPENCV_FFMPEG_LOGLEVEL set by the user (to debug) is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg starts
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def run(args: argparse.Namespace) -> int:
     from facestream.accountability.authorisations import AuthorisationStore
     from facestream.accountability.clock import now_ms
@@ -94,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
     from facestream.accountability.session import audit_for, open_gallery, state_dir_from
     from facestream.accountability.zones import CameraZones
     from facestream.camera.sampler import FrameEncoder
-    from facestream.runtime.embedded import EmbeddedPipeline, identify, specs_for
+    from facestream.commands.identify_progress import Progress
+    from facestream.commands.identify_summary import CountingPipeline, FrameDone, RunTally
+    from facestream.runtime.embedded import identify, specs_for
+    from facestream.runtime.metrics import DetectorMetrics
     from facestream.stages.detect import DetectStage
     from facestream.stages.embed import EmbedStage
     from facestream.stages.match import MatchStage
@@ -121,46 +150,70 @@ def run(args: argparse.Namespace) -> int:
     )
     audit = audit_for(state_dir)
     log.info("identify: %s", describe(matcher_s))
+    quiet_camera_libraries()
+    tally = RunTally(args.sources, specs)
+    watchers: list[FrameDone] = [tally.frame_done]
+    # for a person at a terminal, like the summary: a caller that silences facestream's logs
+    # (the demo) silences the bars too
+    progress = Progress(tally, stream=sys.stderr) if sys.stderr.isatty() and _telling() else None
+    if progress is not None:
+        watchers.append(progress.frame_done)
     started_ms = now_ms()
     candidates = 0
+    interrupted = False
+    failures: list[SourceFailure] = []
     gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
+    detector_metrics = DetectorMetrics.create()  # this run's own: the summary reads it
     try:
-        pipeline = EmbeddedPipeline(
+        pipeline = CountingPipeline(
             DetectStage(
                 build_finder(detector_s, model_s),
                 max_frame_pixels=detector_s.max_frame_pixels,
                 thumbnail_px=detector_s.thumbnail_px,
                 tracks=tracks_for(detector_s),
+                metrics=detector_metrics,
             ),
             EmbedStage(embedder),
             MatchStage(gallery, threshold=matcher_s.match_threshold, top_k=matcher_s.top_k, policy=policy),
+            metrics=detector_metrics,
             episode_gap_ms=int(matcher_s.episode_gap_s * 1000),
+            watchers=watchers,
         )
-        failures: list[SourceFailure] = []
-        for candidate in identify(
-            pipeline,
-            specs,
-            default_fps=sampler_s.fps,
-            encoder=FrameEncoder(sampler_s.jpeg_quality, sampler_s.max_frame_width),
-            failures=failures,
-            max_pixels=detector_s.max_frame_pixels,
-        ):
-            audit.append(
-                actor=actor,
-                action="candidate.open",
-                authorisation_id=candidate.authorisation_id,
-                objects={
-                    "candidate_id": candidate.candidate_id,
-                    "episode_id": candidate.episode_id,
-                    "entry_id": candidate.entry_id,
-                    "identity": candidate.identity,
-                    "camera_id": candidate.ref.camera_id,
-                    "frame_ts_ms": candidate.ref.captured_at_ms,
-                    "score": round(candidate.score, 4),
-                },
-            )
-            candidates += 1
-            emit(candidate_json(candidate))
+        with progress.showing() if progress is not None else contextlib.nullcontext():
+            for candidate in identify(
+                pipeline,
+                specs,
+                default_fps=sampler_s.fps,
+                encoder=FrameEncoder(sampler_s.jpeg_quality, sampler_s.max_frame_width),
+                failures=failures,
+                max_pixels=detector_s.max_frame_pixels,
+            ):
+                audit.append(
+                    actor=actor,
+                    action="candidate.open",
+                    authorisation_id=candidate.authorisation_id,
+                    objects={
+                        "candidate_id": candidate.candidate_id,
+                        "episode_id": candidate.episode_id,
+                        "entry_id": candidate.entry_id,
+                        "identity": candidate.identity,
+                        "camera_id": candidate.ref.camera_id,
+                        "frame_ts_ms": candidate.ref.captured_at_ms,
+                        "score": round(candidate.score, 4),
+                    },
+                )
+                candidates += 1
+                shown = {
+                    **candidate_json(candidate),
+                    "media_offset_s": tally.media_offset_s(
+                        candidate.ref.camera_id, candidate.ref.captured_at_ms
+                    ),
+                }
+                tally.candidate(candidate, shown)
+                emit(shown)
+    except KeyboardInterrupt:  # how a live stream is stopped: what was read is still summarised
+        interrupted = True
+        log.warning("interrupted: stopped reading; the summary covers what was read")
     finally:
         gallery.close()
         counts = policy.counts
@@ -179,9 +232,23 @@ def run(args: argparse.Namespace) -> int:
                 "candidates": candidates,
             },
         )
+    for failure in failures:
+        tally.failure(failure)
     for line in failure_report(args.sources, specs, failures):
         log.error("%s", line)
+    if _telling():
+        sys.stderr.write(tally.text())
+        sys.stderr.flush()
+    if args.summary:
+        emit(tally.as_json())
+    if interrupted:
+        return 130
     return 1 if failures else 0
+
+
+def _telling() -> bool:
+    """Whether the summary and the bars are wanted: facestream's logs are shown at INFO."""
+    return log.isEnabledFor(logging.INFO)
 
 
 def check_source(source: str) -> None:
