@@ -26,7 +26,10 @@ from typing import Any
 
 import pytest
 
+from facestream.messages import BBox
 from facestream.settings import MatcherSettings, ModelSettings
+from facestream.stages.tracks import iou
+from facestream.vision.faces import FaceFinder
 from tests.camera.stills import flat_png
 from tests.commands.identify_output import noise, split_summary, stdout_objects, summary_lines
 from tests.fixtures.media import (
@@ -39,6 +42,8 @@ from tests.fixtures.media import (
     facestream_cli,
     grant_authorisation,
     non_log_lines,
+    read,
+    real_faces,
 )
 
 pytestmark = pytest.mark.subprocess  # the real CLI in its own process
@@ -601,3 +606,79 @@ def test_interrupted_it_still_summarises_what_it_read(mjpeg_camera: Any, gallery
     assert "interrupted: stopped reading; the summary covers what was read" in stderr
     line = summary_lines(stderr)[camera.url]
     assert re.fullmatch(rf"{re.escape(camera.url)} \(stream\): \d+ frames?, no face", line), line
+
+
+# -- identify --annotate DIR ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def annotated(
+    faces_dir: Path, gallery: str, models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Two scenes with people who are not enrolled (kit_harington, the person behind obama and
+    biden), in a folder whose name is markup: (the run, DIR)."""
+    root = tmp_path_factory.mktemp("annotate")
+    cameras = root / "<b>cams"
+    cameras.mkdir()
+    for scene in ("obama_and_biden", "kit_harington_and_rose_leslie"):
+        shutil.copy(faces_dir / "scenes" / f"{scene}.jpg", cameras)
+    out = root / "out" / "pictures"
+    result = facestream(
+        "identify", "--gallery", gallery, "--annotate", str(out), str(cameras), model_dir=models
+    )
+    return result, out
+
+
+def test_annotate_writes_one_picture_per_candidate_and_a_page(
+    annotated: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = annotated
+    assert result.returncode == 0, result.stderr
+    assert noise(result.stderr) == []
+    found = candidates(result)
+    assert sorted(c["identity"] for c in found) == ["biden", "obama", "rose_leslie"]
+    ids = [c["candidate_id"] for c in found]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["index.html", *(f"{i}.jpg" for i in ids), *(f"{i}.thumb.jpg" for i in ids)]
+    )
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o600}
+    page = (out / "index.html").read_text()
+    for c in found:
+        assert f'<a href="{c["candidate_id"]}.jpg"><img src="{c["candidate_id"]}.thumb.jpg"' in page
+        assert f"<td>{c['identity']}</td>" in page and f"{c['score']:.2f}" in page
+    assert "<b>" not in page and "/&lt;b&gt;cams/" in page  # autoescaped: the name is text
+
+
+def test_annotate_hides_every_face_but_the_candidates(
+    annotated: tuple[subprocess.CompletedProcess[str], Path], finder: FaceFinder
+) -> None:
+    """In each picture the detector finds the candidate's face and no other: the unenrolled people
+    and the other candidate of the same frame are pixelated past detection."""
+    result, out = annotated
+    for c in candidates(result):
+        original = real_faces(finder, Path(c["source"]))
+        candidate_box = BBox(*c["bbox"])
+        others = [f.bbox for f in original if iou(f.bbox, candidate_box) < 0.5]
+        assert len(others) == len(original) - 1 >= 1  # someone else is in every scene
+        seen = [d.bbox for d in finder.detector.detect(read(out / f"{c['candidate_id']}.jpg"))]
+        assert any(iou(box, candidate_box) > 0.5 for box in seen), c["identity"]
+        for hidden in others:
+            assert all(iou(box, hidden) < 0.1 for box in seen), (c["identity"], hidden)
+
+
+def test_annotate_into_a_folder_that_is_not_empty_is_one_line_and_exit_2(
+    faces_dir: Path, gallery: str, tmp_path: Path, models: Path
+) -> None:
+    (tmp_path / "earlier.jpg").write_bytes(b"a picture of an earlier run")
+    probe = str(faces_dir / "probe" / "obama.jpg")
+    result = facestream(
+        "identify", "--gallery", gallery, "--annotate", str(tmp_path), probe, model_dir=models
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert non_log_lines(result.stderr) == [
+        f"facestream identify: error: argument --annotate: {tmp_path}: not empty; give a new or empty "
+        "folder (see --help)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier.jpg"]

@@ -15,7 +15,9 @@ What the user is told: progress bars on a terminal (commands/identify_progress.p
 candidate with its position in a video file (`media_offset_s`), and at the end a summary per
 SOURCE argument on stderr (commands/identify_summary.py), also on stdout as one last JSON object
 with `--summary`. The camera libraries' own log lines (OpenCV, its FFmpeg) are switched off: a
-source's failure reaches the user once, as identify's own line naming the source.
+source's failure reaches the user once, as identify's own line naming the source. `--annotate
+DIR` keeps a picture of each candidate's frame, every other face pixelated, and a page listing
+them (commands/annotate.py): what a person checks a candidate against.
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ def _zone(text: str) -> str:
     return text
 
 
+def _annotate_dir(text: str) -> Path:
+    from facestream.commands.annotate import unusable
+
+    why = unusable(Path(text))
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {why}")
+    return Path(text)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "identify",
@@ -85,6 +96,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help='end stdout with one JSON object {"summary": ...}: per source, frames, faces, faces '
         "rejected by each quality gate, candidates (the same summary is always written to stderr)",
+    )
+    p.add_argument(
+        "--annotate",
+        type=_annotate_dir,
+        metavar="DIR",
+        help="write each candidate's frame to DIR (new or empty) with its box, identity and score "
+        "drawn and every other face pixelated, and DIR/index.html listing them",
     )
     add_actor_flag(p)
     add_settings(
@@ -128,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from facestream.stages.embed import EmbedStage
     from facestream.stages.match import MatchStage
     from facestream.stages.tracks import tracks_for
-    from facestream.vision.factory import build_embedder, build_finder
+    from facestream.vision.factory import build_detector, build_embedder, build_finder
 
     gallery_s = settings_from(args, GallerySettings)
     matcher_s = settings_from(args, MatcherSettings)
@@ -153,6 +171,17 @@ def run(args: argparse.Namespace) -> int:
     quiet_camera_libraries()
     tally = RunTally(args.sources, specs)
     watchers: list[FrameDone] = [tally.frame_done]
+    annotator = None
+    if args.annotate is not None:
+        from facestream.commands.annotate import BLUR_SCORE, Annotator, prepare
+
+        annotator = Annotator(
+            prepare(args.annotate),
+            build_detector(detector_s.model_copy(update={"det_score_threshold": BLUR_SCORE}), model_s),
+            max_pixels=detector_s.max_frame_pixels,
+            media_offset_s=lambda c: tally.media_offset_s(c.ref.camera_id, c.ref.captured_at_ms),
+        )
+        watchers.append(annotator.frame_done)
     # for a person at a terminal, like the summary: a caller that silences facestream's logs
     # (the demo) silences the bars too
     progress = Progress(tally, stream=sys.stderr) if sys.stderr.isatty() and _telling() else None
@@ -236,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
         tally.failure(failure)
     for line in failure_report(args.sources, specs, failures):
         log.error("%s", line)
+    if annotator is not None:
+        page = annotator.write_page(tally.text())
+        log.info("pictures of %d candidates, other faces pixelated: %s", len(annotator.rows), page)
     if _telling():
         sys.stderr.write(tally.text())
         sys.stderr.flush()
