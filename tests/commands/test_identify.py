@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from facestream.accountability.audit import AuditLog
 from facestream.messages import BBox
 from facestream.settings import MatcherSettings, ModelSettings
 from facestream.stages.tracks import iou
@@ -648,6 +649,22 @@ def test_annotate_writes_one_picture_per_candidate_and_a_page(
         assert f'<a href="{c["candidate_id"]}.jpg"><img src="{c["candidate_id"]}.thumb.jpg"' in page
         assert f"<td>{c['identity']}</td>" in page and f"{c['score']:.2f}" in page
     assert "<b>" not in page and "/&lt;b&gt;cams/" in page  # autoescaped: the name is text
+
+
+def test_each_annotated_picture_is_an_audited_export(
+    annotated: tuple[subprocess.CompletedProcess[str], Path], gallery: str
+) -> None:
+    result, out = annotated
+    exported = {
+        r.objects["candidate_id"]: r
+        for r in AuditLog(Path(gallery) / "audit.log").records()
+        if r.action == "candidate.export"
+    }
+    for c in candidates(result):
+        record = exported[c["candidate_id"]]
+        assert record.authorisation_id == c["authorisation_id"]
+        assert record.objects["identity"] == c["identity"]
+        assert record.objects["file"] == str(out / f"{c['candidate_id']}.jpg")
 
 
 def test_annotate_hides_every_face_but_the_candidates(

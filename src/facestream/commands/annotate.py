@@ -8,6 +8,10 @@ the pipeline's gates dropped, or too doubtful to be searched, is still a face. T
 the page are cut from the pixelated picture, never from the frame (the reviewer's thumbnail has a
 margin that can hold part of a neighbour's face).
 
+A picture of a candidate leaves the system, so each is an export: `exporting` (identify appends a
+`candidate.export` audit record) is called before its file is written, and a picture whose record
+the log refuses is not written.
+
 The page is rendered by Jinja2 with autoescape on: file names, identities and camera ids are
 text from outside. DIR is created for the owner only (0700), and so is each file (0600).
 """
@@ -137,11 +141,13 @@ class Annotator:
         *,
         max_pixels: int,
         media_offset_s: Callable[[Candidate], float | None],
+        exporting: Callable[[Candidate, Path], object],
     ) -> None:
         self.directory = directory
         self._detector = detector
         self._max_pixels = max_pixels
         self._offset = media_offset_s
+        self._exporting = exporting  # raises (AuditError) when the log refuses the record
         self.rows: list[dict[str, Any]] = []
 
     def frame_done(self, frame: Frame, counts: FrameCounts, found: list[Candidate]) -> None:
@@ -154,6 +160,7 @@ class Annotator:
             others = [box for box in boxes if iou(box, candidate.bbox) < SAME_FACE_IOU]
             shown = picture(image, candidate, others)
             name = f"{candidate.candidate_id}.jpg"
+            self._exporting(candidate, self.directory / name)  # audited first: no record, no picture
             _write(self.directory / name, encode_jpeg(shown, 90))
             _write(
                 self.directory / f"{candidate.candidate_id}.thumb.jpg",

@@ -180,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
             build_detector(detector_s.model_copy(update={"det_score_threshold": BLUR_SCORE}), model_s),
             max_pixels=detector_s.max_frame_pixels,
             media_offset_s=lambda c: tally.media_offset_s(c.ref.camera_id, c.ref.captured_at_ms),
+            exporting=lambda c, path: audit.append(
+                actor=actor,
+                action="candidate.export",
+                authorisation_id=c.authorisation_id,
+                objects={"candidate_id": c.candidate_id, "identity": c.identity, "file": str(path)[-400:]},
+            ),
         )
         watchers.append(annotator.frame_done)
     # for a person at a terminal, like the summary: a caller that silences facestream's logs
