@@ -23,14 +23,19 @@ offset_guard.py): a second table records the next offset to apply per partition,
 duplicates are dropped and skipped offsets are read directly from Kafka and applied in order.
 Episodes not seen for `--episode-ttl-s` are deleted from the table as hits of their
 partition arrive, so the state stays bounded.
+
+The steps themselves live in episodes_steps.py and know nothing of faust (each is tested on
+its own); this module builds the faust app and wires them to its topics, tables, agent, timer
+and consumer, all through faust's public API but one call (`FaustHitsConsumer.commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -38,34 +43,33 @@ from typing import Any, cast
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from facestream import codec
-from facestream.errors import ConfigError, DeliveryError, FacestreamError, InvalidMessage
-from facestream.messages import Candidate
-from facestream.runtime import faust_committed, metrics
+from facestream.errors import ConfigError, FacestreamError
+from facestream.runtime import faust_committed
 from facestream.runtime.changelogs import declare_changelogs
+from facestream.runtime.episodes_steps import (
+    STAGE,
+    STALL_S,
+    CandidateOutput,
+    Expiry,
+    HitApplier,
+    OrderedApply,
+    PartitionLike,
+    Seeder,
+    Unstaller,
+)
 from facestream.runtime.faust_import import faust
 from facestream.runtime.faust_kafka import faust_brokers, faust_credentials, faust_envelope
-from facestream.runtime.offset_guard import OffsetGuard, Verdict
-from facestream.runtime.runner import dlq_headers
+from facestream.runtime.offset_guard import OffsetGuard
 from facestream.settings import KafkaSettings, MatcherSettings
-from facestream.stages.episodes import EpisodeTracker, Opening
+from facestream.stages.episodes import EpisodeTracker
 from facestream.transport import topics
-from facestream.transport.base import Envelope
+from facestream.transport.base import Headers
 from facestream.transport.kafka import RangeReader, client_config, find_key, group_start_offset
 
 log = logging.getLogger(__name__)
 
-STAGE = "episodes"
 TABLE = "episodes"
 PROGRESS = "progress"
-STALL_S = 3.0
-"""A partition with unapplied input and no event for this long had its last events skipped."""
-SEED_RETRY_S = 1.0
-"""How soon to ask Kafka again where the group starts a partition, when it did not answer."""
-EXPIRE_EVERY_S = 60.0
-"""How often, per partition, episodes past their time to live are looked for."""
-READBACK_MARGIN_MS = 60_000
-"""Looking for an unconfirmed candidate in `matches`, start this much before its episode opened."""
 FAUST_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
 
 
@@ -125,6 +129,103 @@ def quiet_faust_logging(level: int = logging.WARNING) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def new_faust_app(config: EpisodesConfig) -> faust.App:
+    """The faust app itself: read_committed `hits`, state in memory restored from changelogs."""
+    return faust.App(
+        config.app_id,
+        broker=faust_brokers(config.kafka, faust_committed.SCHEME),  # hits are transactional
+        broker_credentials=faust_credentials(config.kafka),
+        broker_client_id=config.kafka.client_id,
+        store="memory://",  # the changelog is the state; a restart replays it
+        datadir=str(config.data_dir),
+        web_enabled=False,  # metrics and health are served by the service's own port
+        autodiscover=False,
+        topic_replication_factor=config.replication,
+        topic_partitions=config.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=True,  # on stop, finish the event in hand before committing
+        producer_acks=-1,
+        consumer_group_instance_id=config.instance_id,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic of bytes: our codecs, not faust's, read and write the records."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+
+def json_table(app: faust.App, name: str, partitions: int, help: str) -> Any:
+    """A table of JSON values by string key (None when absent), co-partitioned with `hits`."""
+    schema: Any = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
+    return app.Table(name, default=None, partitions=partitions, schema=schema, help=help)
+
+
+class TopicSender:
+    """Publishes to one faust topic now (not at the next commit) and waits for the broker's
+    acknowledgement, so that what the caller does next follows delivery (episodes_steps.Send)."""
+
+    def __init__(self, topic: faust.TopicT) -> None:
+        self.topic = topic
+
+    async def __call__(self, value: bytes, key: bytes | None, headers: Headers) -> None:
+        sent = await self.topic.send(key=key, value=value, headers=list(headers) or None, force=True)
+        await sent
+
+
+class HitsAgent:
+    """The faust agent over `hits`: each event through `OrderedApply`, acknowledged only after
+    it was applied, so a failure leaves the hit uncommitted; the first error crashes the app."""
+
+    def __init__(self, app: faust.App, step: OrderedApply, failed: Callable[[BaseException], None]) -> None:
+        self._app = app
+        self._step = step
+        self._failed = failed
+
+    async def consume(self, stream: faust.StreamT[bytes]) -> None:
+        manual = cast(faust.Stream[bytes], stream).noack()
+        async for event in manual.events():
+            env = faust_envelope(event.message)
+            try:
+                await self._step.handle(env)
+            except Exception as exc:
+                log.exception("%s: stopping on an error; the hit stays uncommitted", STAGE)
+                self._failed(exc)
+                await self._app.crash(exc)
+                return
+            await manual.ack(event)
+
+
+class FaustHitsConsumer:
+    """faust's consumer as the timer sees it (episodes_steps.HitsConsumer): `hits` only.
+
+    All public faust API but `commit`: faust's public `Consumer.commit` commits only offsets it
+    delivered and acknowledged, and the point of this commit is to pass transaction markers it
+    never delivers. So it calls the private `Consumer._commit_offsets` (what faust's own commit
+    ends in: it drops revoked partitions and commits through the transaction manager when there
+    is one); tests/runtime/test_episodes_steps.py fails if faust changes its name or parameters."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self._app = app
+        self._topic = topic
+
+    @property
+    def rebalancing(self) -> bool:
+        return bool(self._app.rebalancing)
+
+    def assigned(self) -> list[PartitionLike]:
+        return [tp for tp in self._app.consumer.assignment() if tp.topic == self._topic]
+
+    def highwater(self, tp: PartitionLike) -> int | None:
+        return cast(int | None, self._app.consumer.highwater(cast(Any, tp)))
+
+    async def seek(self, tp: PartitionLike, offset: int) -> None:
+        await self._app.consumer.seek(cast(Any, tp), offset)
+
+    async def commit(self, tp: PartitionLike, offset: int) -> None:
+        await cast(Any, self._app.consumer)._commit_offsets({tp: offset})
+
+
 class EpisodesApp:
     """The faust app; build and run it inside the event loop that will own it."""
 
@@ -134,192 +235,44 @@ class EpisodesApp:
         self.readers: list[RangeReader] = []
 
     def build(self) -> faust.App:
+        """The app with its topics, tables, agent and timer, wired to the steps of
+        episodes_steps.py; nothing is started or connected yet."""
         config = self.config
+        app = new_faust_app(config)
         prefix = config.kafka.topic_prefix
-        app = faust.App(
-            config.app_id,
-            broker=faust_brokers(config.kafka, faust_committed.SCHEME),  # hits are transactional
-            broker_credentials=faust_credentials(config.kafka),
-            broker_client_id=config.kafka.client_id,
-            store="memory://",  # the changelog is the state; a restart replays it
-            datadir=str(config.data_dir),
-            web_enabled=False,  # metrics and health are served by the service's own port
-            autodiscover=False,
-            topic_replication_factor=config.replication,
-            topic_partitions=config.partitions,
-            topic_disable_leader=True,
-            consumer_auto_offset_reset="earliest",
-            stream_wait_empty=True,  # on stop, finish the event in hand before committing
-            producer_acks=-1,
-            consumer_group_instance_id=config.instance_id,
+        hits, matches, dead = (
+            raw_topic(app, prefix + name) for name in (topics.HITS, topics.MATCHES, topics.dlq(STAGE))
         )
-        hits = app.topic(prefix + topics.HITS, key_serializer="raw", value_serializer="raw")
-        matches = app.topic(prefix + topics.MATCHES, key_serializer="raw", value_serializer="raw")
-        dead = app.topic(prefix + topics.dlq(STAGE), key_serializer="raw", value_serializer="raw")
-
-        def json_table(name: str, help: str) -> Any:
-            schema: Any = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
-            return app.Table(name, default=None, partitions=config.partitions, schema=schema, help=help)
-
-        episodes_table = json_table(TABLE, "open episodes: identity\\x1fcamera -> first/last seen, candidate")
-        guard = OffsetGuard(json_table(PROGRESS, "hits partition -> next offset to apply"))
+        episodes_table = json_table(
+            app, TABLE, config.partitions, "open episodes: identity\\x1fcamera -> first/last seen, candidate"
+        )
+        guard = OffsetGuard(
+            json_table(app, PROGRESS, config.partitions, "hits partition -> next offset to apply")
+        )
         tracker = EpisodeTracker(episodes_table, gap_ms=config.gap_ms)
-        swept: dict[int, float] = {}
         # Direct readers of `hits`, one per caller (the agent, the timer): each call is blocking.
         gap_reader, stall_reader = RangeReader(config.kafka), RangeReader(config.kafka)
         self.readers = [gap_reader, stall_reader]
-
-        async def publish(topic: faust.TopicT, value: bytes, key: bytes | None, headers: Any = None) -> None:
-            # force: send now, not at the next commit, so the ack below follows delivery.
-            sent = await topic.send(key=key, value=value, headers=headers, force=True)
-            await sent
-
-        async def published_before(opening: Opening) -> bool:
-            """A repeat: is its candidate in `matches` already (a crash after publishing it)?"""
-            since = opening.opened_at_ms - READBACK_MARGIN_MS
-            found = await asyncio.to_thread(
-                find_key, config.kafka, matches.get_topic_name(), opening.candidate.key, since
-            )
-            log.info(
-                "%s: candidate %s of an unconfirmed episode is %s",
-                STAGE,
-                opening.candidate.candidate_id,
-                "already in matches: not published again" if found else "not in matches: publishing it",
-            )
-            return found
-
-        async def emit(candidate: Candidate) -> None:
-            await publish(matches, codec.MATCHES.encode(candidate), candidate.key)
-            metrics.CANDIDATES.inc()
-            metrics.OUTPUTS.labels(STAGE).inc()
-            metrics.FRAME_TO_CANDIDATE_SECONDS.observe(
-                max(0.0, time.time() - candidate.ref.captured_at_ms / 1000)
-            )
-
-        async def process(env: Envelope) -> None:
-            try:
-                hit = codec.HITS.decode(env.value)
-            except InvalidMessage as error:
-                await publish(dead, env.value, env.key, list(dlq_headers(STAGE, env, error)))
-                metrics.DLQ.labels(STAGE, error.reason).inc()
-                metrics.MESSAGES.labels(STAGE, "dlq").inc()
-                log.warning("%s: %s/%d@%d to the DLQ: %s", STAGE, env.topic, env.partition, env.offset, error)
-                return
-            opening = tracker.track(hit, env.partition)
-            if opening is not None:
-                if opening.repeat:
-                    already = await published_before(opening)
-                else:
-                    await app.producer.flush()  # the unconfirmed opening is durable before the candidate
-                    already = False
-                if not already:
-                    await emit(opening.candidate)
-                tracker.confirm(hit)
-            metrics.MESSAGES.labels(STAGE, "ok").inc()
-            expire(env.partition)
-
-        def expire(partition: int) -> None:
-            """Now and then, delete this partition's episodes unseen for the time to live (only
-            the event's own partition: a table deletes through that partition's changelog)."""
-            now = time.monotonic()
-            if now - swept.setdefault(partition, now) < EXPIRE_EVERY_S:
-                return
-            swept[partition] = now
-            gone = tracker.expire(int(time.time() * 1000) - config.ttl_ms, partition)
-            if gone:
-                log.info("%s: forgot %d episode(s) of partition %d unseen for %ds", STAGE, gone, partition,
-                         config.ttl_ms // 1000)  # fmt: skip
-
-        async def apply(env: Envelope) -> None:
-            await process(env)
-            guard.done(env.partition, env.offset)
-
-        async def episodes(stream: faust.StreamT[bytes]) -> None:
-            # ack only after delivery: a failure leaves the hit uncommitted
-            manual = cast(faust.Stream[bytes], stream).noack()
-            async for event in manual.events():
-                env = faust_envelope(event.message)
-                try:
-                    await seed(env.partition, wait=True)
-                    verdict = guard.check(env.partition, env.offset)
-                    if verdict is Verdict.GAP:
-                        await apply_skipped(env)
-                    if verdict is not Verdict.DUPLICATE:
-                        await apply(env)
-                except Exception as exc:
-                    log.exception("%s: stopping on an error; the hit stays uncommitted", STAGE)
-                    self.failure = exc
-                    await app.crash(exc)
-                    return
-                await manual.ack(event)
-
-        async def apply_skipped(env: Envelope) -> None:
-            """Offsets before `env` were not delivered: read them directly and apply them in order.
-            Usually they hold nothing (transaction markers); a message found there was skipped."""
-            start = cast(int, guard.expected(env.partition))
-            missed = await asyncio.to_thread(gap_reader.read, env.topic, env.partition, start, env.offset)
-            if missed:
-                log.warning(
-                    "%s: %s/%d: the stream skipped %d hit(s) at offsets %d..%d; applying them",
-                    STAGE, env.topic, env.partition, len(missed), start, env.offset - 1,
-                )  # fmt: skip
-            for skipped in missed:
-                await apply(skipped)
-
-        async def seed(partition: int, *, wait: bool) -> bool:
-            """Nothing of this partition applied yet (a new app, new partitions, a rebalance):
-            start from where the group reads it, so that skipped first events count as skipped.
-
-            Kafka may not answer (a broker restarting right after the rebalance it caused): with
-            `wait` (the event in hand needs it) ask again until it does; without (the timer) try
-            at the next tick. False when the partition is still unseeded."""
-            while guard.needs_seed(partition):
-                try:
-                    start = await asyncio.to_thread(
-                        group_start_offset, config.kafka, config.app_id, hits.get_topic_name(), partition
-                    )
-                except DeliveryError as exc:
-                    log.warning("%s: %s; %s", STAGE, exc, "asking again" if wait else "at the next tick")
-                    if not wait:
-                        return False
-                    await asyncio.sleep(SEED_RETRY_S)
-                    continue
-                guard.seed(partition, start)
-            return True
-
-        async def unstall() -> None:
-            """Last events of a partition skipped (nothing after them to reveal it): seek back.
-            A partition that ends in transaction markers only is merely quiet."""
-            if app.rebalancing:
-                return
-            mine = [tp for tp in app.consumer.assignment() if tp.topic == hits.get_topic_name()]
-            mine = [tp for tp in mine if await seed(tp.partition, wait=False)]
-            ends = {tp.partition: app.consumer.highwater(tp) for tp in mine}
-            for partition, start in guard.stalled(
-                {p: e for p, e in ends.items() if e and e > 0}, STALL_S
-            ).items():
-                tp = next(tp for tp in mine if tp.partition == partition)
-                end = ends[partition]
-                guard.touch(partition)
-                found = await asyncio.to_thread(stall_reader.read, tp.topic, partition, start, end)
-                if not found:
-                    guard.quiet(partition, end)
-                    await commit_past_markers(tp, end)
-                    continue
-                log.warning("%s: %s: offsets from %d were not delivered; reading again", STAGE, tp, start)
-                await app.consumer.seek(tp, start)
-
-        async def commit_past_markers(tp: Any, end: int) -> None:
-            """faust commits only offsets it delivered: a partition whose last records are
-            transaction markers would stay one behind its end at rest (a lag that never clears)."""
-            try:
-                await cast(Any, app.consumer)._commit_offsets({tp: end})
-            except Exception as exc:  # only the lag figure suffers; the next hit's commit moves on
-                log.debug("%s: %s: committing past its markers failed: %s", STAGE, tp, exc)
-
-        app.agent(hits, name=f"{config.app_id}.episodes")(episodes)
-        app.timer(STALL_S / 2, name=f"{config.app_id}.unstall")(unstall)
+        seeder = Seeder(
+            guard, functools.partial(group_start_offset, config.kafka, config.app_id, hits.get_topic_name())
+        )
+        applier = HitApplier(
+            tracker,
+            CandidateOutput(
+                TopicSender(matches), functools.partial(find_key, config.kafka, matches.get_topic_name())
+            ),
+            dead_letter=TopicSender(dead),
+            flush_state=lambda: app.producer.flush(),
+            expiry=Expiry(tracker, config.ttl_ms),
+        )
+        agent = HitsAgent(app, OrderedApply(guard, seeder, applier, gap_reader.read), self._failed)
+        unstaller = Unstaller(guard, seeder, FaustHitsConsumer(app, hits.get_topic_name()), stall_reader.read)
+        app.agent(hits, name=f"{config.app_id}.episodes")(agent.consume)
+        app.timer(STALL_S / 2, name=f"{config.app_id}.unstall")(unstaller.tick)
         return app
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failure = exc
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, serve until `stop` is set or faust crashes, then stop (which commits)."""
