@@ -465,7 +465,7 @@ def test_build_wires_the_agent_to_hits_and_the_two_tables_co_partitioned(tmp_pat
 
 
 def test_faust_still_commits_given_offsets_only_through_its_private_commit_offsets() -> None:
-    """FaustHitsConsumer.commit calls faust's private `Consumer._commit_offsets(offsets)`,
+    """faust_committed.commit_undelivered calls faust's private `Consumer._commit_offsets(offsets)`,
     because the public `commit` takes topics and commits only offsets faust acknowledged. If
     this fails, faust changed underneath: see whether it now has a public way, or adapt."""
     from faust.transport.consumer import Consumer as FaustConsumer

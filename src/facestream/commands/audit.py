@@ -49,7 +49,9 @@ def register(sub: Any) -> None:
     from facestream.settings import KafkaSettings
 
     p = sub.add_parser("audit", help="verify and read the tamper-evident audit log (role auditor)")
-    asub = p.add_subparsers(dest="audit_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    asub = p.add_subparsers(
+        dest="audit_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     verify = asub.add_parser(
         "verify",
         help="check the hash chain, checkpoint signatures and head seal; exit 1 naming the first bad record",

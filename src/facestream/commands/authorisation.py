@@ -23,7 +23,9 @@ def register(sub: Any) -> None:
     from facestream.accountability.roles import add_actor_flag
 
     p = sub.add_parser("authorisation", help="grant, revoke and list authorisations (role authoriser)")
-    asub = p.add_subparsers(dest="authorisation_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    asub = p.add_subparsers(
+        dest="authorisation_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
 
     grant = asub.add_parser(
         "grant",

@@ -44,7 +44,9 @@ GROUP_ENV = {"episodes": ("matcher", "FACESTREAM_MATCHER_EPISODES_APP_ID")}
 
 def register(sub: Any) -> None:
     p = sub.add_parser("cluster", help="inspect a deployed facestream (Kubernetes and Kafka)")
-    csub = p.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    csub = p.add_subparsers(
+        dest="cluster_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     status = csub.add_parser(
         "status", help="replicas, consumer lag against partitions, and cameras per frame-sampler"
     )

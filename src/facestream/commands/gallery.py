@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
     from facestream.accountability.roles import add_actor_flag
 
     p = sub.add_parser("gallery", help="enroll, list, remove and re-embed watchlist identities")
-    gsub = p.add_subparsers(dest="gallery_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    gsub = p.add_subparsers(
+        dest="gallery_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     enroll = gsub.add_parser(
         "enroll",
         help="enroll an identity from one or more photos, under an authorisation (role officer)",

@@ -23,7 +23,9 @@ CLEANUP_POLICIES = {"delete", "compact", "compact,delete", "delete,compact"}
 
 def register(sub: Any) -> None:
     topics_p = sub.add_parser("topics", help="create the Kafka topics")
-    tsub = topics_p.add_subparsers(dest="topics_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    tsub = topics_p.add_subparsers(
+        dest="topics_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     create = tsub.add_parser(
         "create",
         help="create every topic with its partitions and configs, and bring existing ones to them",
@@ -63,7 +65,9 @@ def register(sub: Any) -> None:
     create.set_defaults(handler=create_topics)
 
     cameras_p = sub.add_parser("cameras", help="publish camera configs to the cameras topic")
-    csub = cameras_p.add_subparsers(dest="cameras_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    csub = cameras_p.add_subparsers(
+        dest="cameras_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     put = csub.add_parser("put", help="publish camera configs (a JSON list) to the cameras topic")
     put.add_argument("--file", required=True, type=Path, help="JSON list of camera configs")
     add_settings(put, KafkaSettings)

@@ -12,7 +12,9 @@ from facestream.settings import ModelSettings
 
 def register(sub: Any) -> None:
     p = sub.add_parser("models", help="fetch and verify model files")
-    msub = p.add_subparsers(dest="models_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    msub = p.add_subparsers(
+        dest="models_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     fetch = msub.add_parser("fetch", help="download and verify the built-in models (idempotent)")
     fetch.add_argument("--force", action="store_true", help="download again even if verified")
     add_settings(fetch, ModelSettings)

@@ -17,7 +17,9 @@ def register(sub: Any) -> None:
     from facestream.accountability.roles import add_actor_flag
 
     p = sub.add_parser("report", help="transparency report and DPIA")
-    rsub = p.add_subparsers(dest="report_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    rsub = p.add_subparsers(
+        dest="report_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     tr = rsub.add_parser(
         "transparency",
         help="counts per authorisation over a period, from the verified audit log (role auditor)",

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     from facestream.accountability.roles import ROLES, add_actor_flag
 
     p = sub.add_parser("roles", help="assign, withdraw and list roles (role operator)")
-    rsub = p.add_subparsers(dest="roles_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    rsub = p.add_subparsers(
+        dest="roles_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     for name, handler, text in (
         ("grant", grant_role, "give NAME a role"),
         ("revoke", revoke_role, "take a role from NAME"),

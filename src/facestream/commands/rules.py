@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
     from facestream.accountability.roles import add_actor_flag
 
     p = sub.add_parser("rules", help="suspension rules: where and when matching is off")
-    rsub = p.add_subparsers(dest="rules_command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    rsub = p.add_subparsers(
+        dest="rules_command", required=True, parser_class=OneLineParser, metavar="COMMAND"
+    )
     add = rsub.add_parser(
         "add",
         help="switch matching off in zones/cameras for a time window; prints the rule as JSON",

@@ -199,11 +199,8 @@ class HitsAgent:
 class FaustHitsConsumer:
     """faust's consumer as the timer sees it (episodes_steps.HitsConsumer): `hits` only.
 
-    All public faust API but `commit`: faust's public `Consumer.commit` commits only offsets it
-    delivered and acknowledged, and the point of this commit is to pass transaction markers it
-    never delivers. So it calls the private `Consumer._commit_offsets` (what faust's own commit
-    ends in: it drops revoked partitions and commits through the transaction manager when there
-    is one); tests/runtime/test_episodes_steps.py fails if faust changes its name or parameters."""
+    All public faust API but `commit`, which must pass transaction markers faust never delivers:
+    faust_committed.commit_undelivered, with the private API it needs and why."""
 
     def __init__(self, app: faust.App, topic: str) -> None:
         self._app = app
@@ -223,7 +220,7 @@ class FaustHitsConsumer:
         await self._app.consumer.seek(cast(Any, tp), offset)
 
     async def commit(self, tp: PartitionLike, offset: int) -> None:
-        await cast(Any, self._app.consumer)._commit_offsets({tp: offset})
+        await faust_committed.commit_undelivered(self._app.consumer, tp, offset)
 
 
 class EpisodesApp:

@@ -1,4 +1,5 @@
-"""faust's Kafka transport, reading `read_committed`.
+"""faust's Kafka transport, reading `read_committed`; the one module that reaches into faust's and
+aiokafka's private API (each use says why, and a test fails if the library changes underneath).
 
 faust (aiokafka) reads `read_uncommitted` unless the app itself is transactional. `hits` is
 written in Kafka transactions by the matcher's runner, so a faust agent reading it the
@@ -48,6 +49,17 @@ class _CommittedConsumer(driver.Consumer):
 
 class Transport(driver.Transport):
     Consumer = _CommittedConsumer
+
+
+async def commit_undelivered(consumer: Any, tp: Any, offset: int) -> None:
+    """Commit `tp` at `offset`, past records faust never delivered (transaction markers).
+
+    faust's public `Consumer.commit` commits only offsets it delivered and acknowledged, and the
+    point here is to pass markers it never delivers. So this calls the private
+    `Consumer._commit_offsets`, what faust's own commit ends in (it drops revoked partitions and
+    commits through the transaction manager when there is one); tests/runtime/test_episodes_steps.py
+    fails if faust changes its name or parameters."""
+    await consumer._commit_offsets({tp: offset})
 
 
 drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
