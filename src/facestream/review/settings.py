@@ -9,7 +9,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facestream.transport.topics import DAY_MS
@@ -79,6 +79,35 @@ class ReviewSettings(BaseSettings):
         "the web app: only from these are X-Forwarded-For and X-Forwarded-Proto believed; empty: the "
         "client is the connection's address and the headers are ignored",
     )
+    review_sso_user_header: str = Field(
+        "",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9-]*$",
+        description="single sign-on through a trusted proxy (oauth2-proxy): the request header that names "
+        "the signed-in person (e.g. X-Auth-Request-Email behind the nginx Ingress, X-Forwarded-Email with "
+        "oauth2-proxy as the reverse proxy), believed only from --review-trusted-proxies; empty: SSO off. "
+        "When on, password sign-in is off",
+    )
+    review_sso_groups_header: str = Field(
+        "X-Auth-Request-Groups",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9-]*$",
+        description="with SSO: the request header listing the person's groups, comma-separated",
+    )
+    review_sso_reviewer_groups: str = Field(
+        "",
+        max_length=4096,
+        description="with SSO: comma-separated groups whose members may use the review app; a person in "
+        "none of them is refused (deciding still needs the reviewer role in roles.json, checked on "
+        "every decision)",
+    )
+    review_sso_logout_url: str = Field(
+        "/oauth2/sign_out",
+        max_length=2000,
+        pattern=r"^(/|https://)[^\s]*$",
+        description="with SSO: where signing out sends the browser (the proxy's sign-out, which ends its "
+        "session too)",
+    )
     review_behind_tls: bool = Field(
         False,
         description="browsers reach the web app over HTTPS through a TLS-terminating proxy: send "
@@ -114,6 +143,28 @@ class ReviewSettings(BaseSettings):
         proxy_networks(value)
         return value
 
+    @field_validator("review_sso_user_header")
+    @classmethod
+    def _sso_needs_a_proxy(cls, value: str, info: ValidationInfo) -> str:
+        """A user header believed from anyone would let anyone sign in as anyone: refuse to start."""
+        if value and not proxy_networks(info.data.get("review_trusted_proxies") or ""):
+            raise ValueError(
+                "SSO needs --review-trusted-proxies: the user header is believed only from the proxy "
+                "that signs people in, and none is configured"
+            )
+        return value
+
+    @field_validator("review_sso_reviewer_groups")
+    @classmethod
+    def _sso_needs_groups(cls, value: str, info: ValidationInfo) -> str:
+        """SSO with no reviewers' group, or no header to read groups from, would refuse everyone."""
+        if info.data.get("review_sso_user_header"):
+            if not sso_groups(value):
+                raise ValueError("SSO is on (--review-sso-user-header) but no reviewers' group is named")
+            if not info.data.get("review_sso_groups_header"):
+                raise ValueError("SSO is on but --review-sso-groups-header is empty")
+        return value
+
 
 def proxy_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
     """The networks of --review-trusted-proxies; ValueError on anything that is not an address or CIDR."""
@@ -126,3 +177,8 @@ def proxy_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
         except ValueError:
             raise ValueError(f"not an address or network: {part!r}") from None
     return tuple(out)
+
+
+def sso_groups(value: str) -> frozenset[str]:
+    """The groups of --review-sso-reviewer-groups (or of a groups header): comma-separated, trimmed."""
+    return frozenset(part.strip() for part in value.split(",") if part.strip())

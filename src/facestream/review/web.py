@@ -17,6 +17,12 @@ Sign-in attempts are limited per (account, client), per client and per account (
 each attempt counted before its password hash runs. The client is the connection's address,
 or, only when the connection comes from a configured trusted proxy, the address that proxy
 put in X-Forwarded-For (IPv6 clients are grouped by /64: one host holds a whole /64).
+
+Single sign-on (--review-sso-user-header, sso.py): a sign-in proxy (oauth2-proxy) in front names
+the person and their groups in headers, believed only on a connection from a trusted proxy. Each
+such request is checked afresh (a person dropped from the reviewers' groups is refused at once);
+a session is started the first time, for the per-session CSRF token, and replaced when the proxy
+names someone else. Password sign-in is off then: a request not through the proxy is nobody.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from facestream.review.messages import CANDIDATE_ID, VERDICTS, Decision, Verdict
 from facestream.review.photos import EnrolledPhotos
 from facestream.review.sessions import Session, Sessions, csrf_ok
 from facestream.review.settings import ReviewSettings, proxy_networks
+from facestream.review.sso import SsoConfig, SsoPerson, SsoRefusal
 from facestream.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,8 @@ class WebPolicy:
     """Only a connection from these may say who the client is (X-Forwarded-For) and that it used TLS."""
     behind_tls: bool = False
     hsts_max_age_s: int = 31_536_000
+    sso: SsoConfig | None = None
+    """Sign-in through a trusted proxy's headers instead of passwords (None: passwords)."""
 
     @classmethod
     def from_settings(cls, review: ReviewSettings) -> WebPolicy:
@@ -90,6 +99,7 @@ class WebPolicy:
             trusted_proxies=proxy_networks(review.review_trusted_proxies),
             behind_tls=review.review_behind_tls,
             hsts_max_age_s=review.review_hsts_max_age_s,
+            sso=SsoConfig.from_settings(review),
         )
 
 
@@ -119,6 +129,8 @@ class SignedIn:
 
 CTX = web.AppKey("ctx", WebContext)
 LIMITER = web.AppKey("limiter", SignInLimiter)
+NEW_SESSION = web.RequestKey("new_session", str)
+"""The cookie token of a session an SSO request started; the middleware sets the cookie."""
 
 
 def build_web(ctx: WebContext) -> web.Application:
@@ -156,9 +168,13 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:  # redirects and refusals carry the headers too
         for name, value in headers.items():
             exc.headers.setdefault(name, value)
+        if NEW_SESSION in request:
+            _set_session_cookie(exc, request, request[NEW_SESSION])
         raise
     for name, value in headers.items():
         response.headers.setdefault(name, value)
+    if NEW_SESSION in request and not response.prepared:
+        _set_session_cookie(response, request, request[NEW_SESSION])
     return response
 
 
@@ -271,6 +287,8 @@ def _session(request: web.Request) -> Session | None:
 
 def _signed_in(request: web.Request) -> SignedIn | web.Response:
     """The signed-in reviewer, or the response to send instead (redirect, 401 or 403)."""
+    if _ctx(request).policy.sso is not None:
+        return _sso_signed_in(request)
     session = _session(request)
     if session is None:
         if _is_api(request):
@@ -364,6 +382,65 @@ def _set_session_cookie(response: web.StreamResponse, request: web.Request, toke
     _set_cookie(response, ctx, COOKIE, token, int(ctx.sessions.max_s))
 
 
+# -- single sign-on through a trusted proxy ---------------------------------------------------------
+
+_warned_untrusted_sso: list[str] = []
+SSO_NOBODY = "Not signed in: open the review app through your organisation's sign-in."
+
+
+def sso_person(request: web.Request, policy: WebPolicy) -> SsoPerson | SsoRefusal | None:
+    """Who the sign-in proxy says this is; None when SSO is off, when the connection is not from a
+    trusted proxy (whatever headers it sent are never read), or when the proxy names nobody."""
+    sso = policy.sso
+    if sso is None:
+        return None
+    peer = _address(request.remote)
+    if not _trusted(peer, policy):
+        if sso.user_header in request.headers and not _warned_untrusted_sso:
+            _warned_untrusted_sso.append(str(peer))
+            log.warning(
+                "review web: %s from %s ignored (not a trusted proxy): nobody is signed in by it",
+                sso.user_header, peer,
+            )  # fmt: skip
+        return None
+    return sso.person(request.headers.get(sso.user_header), request.headers.getall(sso.groups_header, []))
+
+
+def _sso_signed_in(request: web.Request) -> SignedIn | web.Response:
+    """The reviewer the trusted proxy names, on every request; their session (for the CSRF token) is
+    started on the first request, and replaced when the proxy names someone else on that cookie."""
+    ctx = _ctx(request)
+    person = sso_person(request, ctx.policy)
+    if person is None:
+        return _deny(request, 401, SSO_NOBODY)
+    if isinstance(person, SsoRefusal):
+        metrics.REVIEW_SIGNINS.labels("sso_denied").inc()
+        log.warning("review web: SSO sign-in of %r refused: %s", person.name, person.reason)
+        return _deny(request, 403, f"{person.name}: {person.reason}.")
+    try:
+        actor = ctx.role_of(person.name)
+    except (PermissionDenied, ConfigError) as exc:
+        metrics.REVIEW_SIGNINS.labels("sso_denied").inc()
+        log.warning("review web: SSO sign-in of %s refused: %s", person.name, exc)
+        return _deny(
+            request,
+            403,
+            f"{person.name} is in a reviewers' group but does not hold the reviewer role here; an operator "
+            f"grants it with: facestream roles grant --role reviewer {person.name}",
+        )
+    session = _session(request)
+    if session is None or session.reviewer != person.name:
+        ctx.sessions.end(request.cookies.get(COOKIE))
+        token, session = ctx.sessions.start(person.name)
+        request[NEW_SESSION] = token
+        metrics.REVIEW_SIGNINS.labels("ok").inc()
+        log.info(
+            "review web: %s signed in through SSO (proxy %s, client %s)",
+            person.name, request.remote, client_key(request, ctx.policy),
+        )  # fmt: skip
+    return SignedIn(session, actor)
+
+
 # -- sign-in -----------------------------------------------------------------------------------
 
 
@@ -372,7 +449,15 @@ async def _css(_request: web.Request) -> web.Response:
 
 
 async def _login_form(request: web.Request) -> web.Response:
+    if _ctx(request).policy.sso is not None:  # no password form: whoever the proxy names goes on
+        who = _sso_signed_in(request)
+        if isinstance(who, web.Response):
+            return who
+        raise web.HTTPSeeOther("/")
     return _login_page(request, request.query.get("m"))
+
+
+PASSWORDS_OFF = "Password sign-in is off: this review app signs reviewers in through single sign-on."
 
 
 def _login_page(request: web.Request, message: str | None, name: str = "", status: int = 200) -> web.Response:
@@ -401,6 +486,8 @@ class SignInResult:
 
 
 async def _login(request: web.Request) -> web.Response:
+    if _ctx(request).policy.sso is not None:
+        return _deny(request, 403, PASSWORDS_OFF)
     form = await request.post()
     token, submitted = request.cookies.get(LOGIN_COOKIE), _form_text(form, "csrf")
     if not token or submitted is None or not secrets.compare_digest(token, submitted):
@@ -453,7 +540,8 @@ async def _logout(request: web.Request) -> web.Response:
     form = await request.post()
     if session is not None and csrf_ok(session, _form_text(form, "csrf")):
         _ctx(request).sessions.end(request.cookies.get(COOKIE))
-    response = web.HTTPSeeOther("/login?m=signed-out")
+    sso = _ctx(request).policy.sso
+    response = web.HTTPSeeOther("/login?m=signed-out" if sso is None else sso.logout_url)
     response.del_cookie(COOKIE, path="/")
     raise response
 
@@ -585,6 +673,11 @@ LOGIN_JSON = 'send JSON: {"name": ..., "password": ...}'
 
 
 async def _api_login(request: web.Request) -> web.Response:
+    if _ctx(request).policy.sso is not None:  # the proxy's person, with this session's CSRF token
+        who = _sso_signed_in(request)
+        if isinstance(who, web.Response):
+            return who
+        return _json({"reviewer": who.actor.name, "csrf": who.session.csrf})
     if request.content_type != "application/json":
         return _api_error(LOGIN_JSON, 415)
     fields = await _json_fields(request, "name", "password")
