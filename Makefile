@@ -50,6 +50,7 @@ test-deps:
 	scripts/kafka.sh fetch
 	scripts/browser-tools.sh
 	scripts/k8s-tools.sh
+	scripts/sso-tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
