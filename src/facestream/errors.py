@@ -28,6 +28,11 @@ class DeliveryError(FacestreamError):
     """The producer could not confirm delivery; the consumer must not commit."""
 
 
+class RangeUnread(DeliveryError):
+    """A direct read of an offset range ran out of time before reaching the range's end (Kafka
+    away or slow): what it got is not all there is, and must not be taken for "nothing more there"."""
+
+
 class GalleryUnavailable(FacestreamError):
     """The gallery (Milvus) cannot be reached; the matcher stops consuming until it returns."""
 

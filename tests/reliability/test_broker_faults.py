@@ -27,7 +27,7 @@ from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import KafkaException, TopicPartition
 
 from facestream import codec
-from facestream.errors import InvalidMessage
+from facestream.errors import InvalidMessage, RangeUnread
 from facestream.messages import Frame, FrameRef
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.settings import KafkaSettings, ModelSettings
@@ -35,9 +35,11 @@ from facestream.transport import topics
 from facestream.transport.kafka import (
     KafkaConsumer,
     KafkaProducer,
+    RangeReader,
     TransactionalProducer,
     client_config,
     ensure_topics,
+    partition_of_key,
 )
 from facestream.transport.topics import catalogue
 from facestream.transport.transactional import Transactional
@@ -376,3 +378,26 @@ def test_services_started_while_the_broker_is_down_wait_for_it_and_become_ready(
             proc.wait_ready(120)
         exits = {p.name: p.terminate() for p in procs}
     assert exits == {"detector": 0, "matcher": 0, "frame-sampler": 0}
+
+
+def test_a_range_read_from_a_hung_broker_says_it_did_not_finish_instead_of_answering_nothing(
+    broker: KafkaSettings, private_broker: PrivateBroker
+) -> None:
+    """The episode step reads skipped offsets of `hits` directly; an empty answer means "only
+    transaction markers there" and lets it commit past them. A read that could not reach the end
+    of its range (the broker hangs) must say so (RangeUnread), not answer with what it got."""
+    topic = broker.topic_prefix + topics.HITS
+    producer = KafkaProducer(broker)
+    for n in range(3):
+        producer.produce(topic, f"hit-{n}".encode(), b"gate")
+    producer.flush(30)
+    partition = partition_of_key(b"gate", TEST_PARTITIONS[topics.HITS])
+    reader = RangeReader(broker)
+    try:
+        assert [e.value for e in reader.read(topic, partition, 0, 3)] == [b"hit-0", b"hit-1", b"hit-2"]
+        private_broker.pause()
+        with pytest.raises(RangeUnread, match=r"not read to its end in 3s \(0 message"):
+            reader.read(topic, partition, 0, 3, timeout_s=3)
+    finally:
+        private_broker.resume()
+        reader.close()

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from facestream import codec
-from facestream.errors import DeliveryError
+from facestream.errors import DeliveryError, RangeUnread
 from facestream.messages import Candidate, Hit
 from facestream.runtime.episodes_app import EpisodesApp, EpisodesConfig
 from facestream.runtime.episodes_steps import (
@@ -266,12 +266,17 @@ def test_the_timer_leaves_an_unanswered_seed_to_its_next_tick() -> None:
 class Log:
     """A partition of `hits` as a direct reader sees it: offset -> envelope (absent: a marker)."""
 
-    def __init__(self, records: dict[int, Envelope]) -> None:
+    def __init__(self, records: dict[int, Envelope], *, unreadable: int = 0) -> None:
         self.records = records
         self.reads: list[tuple[str, int, int, int]] = []
+        self.unreadable = unreadable
+        """This many reads first run out of time (Kafka away), as RangeReader.read says it."""
 
     def read(self, topic: str, partition: int, start: int, end: int) -> list[Envelope]:
         self.reads.append((topic, partition, start, end))
+        if self.unreadable:
+            self.unreadable -= 1
+            raise RangeUnread(f"{topic}: partition {partition} [{start}, {end}) not read to its end in 15s")
         return [self.records[o] for o in range(start, end) if o in self.records]
 
 
@@ -306,6 +311,21 @@ def test_skipped_offsets_are_read_and_applied_in_order_before_the_event_in_hand(
     assert log.reads == [(HITS, 0, 1, 6)]
     assert [c.ref.camera_id for c in world.candidates()] == ["cam-1", "cam-2", "cam-3", "cam-4"]
     assert progress == {"0": 7}
+
+
+def test_skipped_offsets_kafka_will_not_let_be_read_are_waited_for_not_passed() -> None:
+    hits = [make_hit("cam-1", T0), make_hit("cam-2", T0), make_hit("cam-3", T0)]
+    records = {0: envelope(hits[0], 0), 2: envelope(hits[1], 2)}
+    world, log = World(), Log(records)
+    step, progress = ordered(world, log, {0: 0})
+    run(step.handle(records[0]))
+    log.unreadable = 2
+
+    run(step.handle(envelope(hits[2], 4)))  # retried until the read reaches its end
+
+    assert log.reads == [(HITS, 0, 1, 4)] * 3
+    assert [c.ref.camera_id for c in world.candidates()] == ["cam-1", "cam-2", "cam-3"]
+    assert progress == {"0": 5}
 
 
 def test_first_events_skipped_before_any_was_applied_are_found_from_the_groups_start() -> None:
@@ -390,6 +410,22 @@ def test_a_partition_ending_in_markers_only_is_committed_to_its_end_and_then_lef
 
     assert log.reads == [(HITS, 0, 8, 9)]
     assert consumer.commits == [(TP(HITS, 0), 9)] and consumer.seeks == []
+
+
+def test_a_stalled_partition_kafka_will_not_let_be_read_is_not_taken_for_quiet() -> None:
+    consumer = Consumer({0: 9})
+    log = Log({}, unreadable=1)
+    step, clock, guard = unstaller(consumer, log, Kafka({}), {"0": 8})
+
+    run(step.tick())
+    clock.now += 3
+    run(step.tick())  # the read runs out of time: nothing committed, still stalled
+    assert consumer.commits == [] and guard.stalled({0: 9}, 0) == {0: 8}
+    clock.now += 3
+    run(step.tick())
+
+    assert log.reads == [(HITS, 0, 8, 9)] * 2
+    assert consumer.commits == [(TP(HITS, 0), 9)]
 
 
 def test_a_refused_commit_past_markers_does_not_stop_the_timer() -> None:

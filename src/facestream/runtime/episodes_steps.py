@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
 
 from facestream import codec
-from facestream.errors import DeliveryError, InvalidMessage
+from facestream.errors import DeliveryError, InvalidMessage, RangeUnread
 from facestream.messages import Candidate
 from facestream.runtime import metrics
 from facestream.runtime.offset_guard import OffsetGuard, Verdict
@@ -48,7 +48,11 @@ READBACK_MARGIN_MS = 60_000
 Send = Callable[[bytes, bytes | None, Headers], Awaitable[None]]
 """Publish (value, key, headers) to one topic and return once the broker acknowledged it."""
 ReadRange = Callable[[str, int, int, int], list[Envelope]]
-"""Blocking: the messages of (topic, partition) at offsets [start, end) (RangeReader.read)."""
+"""Blocking: the messages of (topic, partition) at offsets [start, end) (RangeReader.read);
+raises RangeUnread when it could not read to the range's end in time."""
+GAP_RETRY_MAX_S = 10.0
+"""Longest pause between two tries to read offsets the stream skipped, while Kafka does not let
+the read finish: the step waits for them (applying later hits first would lose them)."""
 StartOffset = Callable[[int], int]
 """Blocking: where the group starts reading a partition of `hits` (group_start_offset);
 raises DeliveryError when Kafka does not answer in time."""
@@ -233,7 +237,17 @@ class OrderedApply:
         """Offsets before `env` were not delivered: read them directly and apply them in order.
         Usually they hold nothing (transaction markers); a message found there was skipped."""
         start = cast(int, self._guard.expected(env.partition))  # known: a gap was found against it
-        missed = await asyncio.to_thread(self._read_range, env.topic, env.partition, start, env.offset)
+        delay = 0.5
+        while True:
+            try:
+                missed = await asyncio.to_thread(
+                    self._read_range, env.topic, env.partition, start, env.offset
+                )
+                break
+            except RangeUnread as exc:
+                log.warning("%s: skipped offsets not read yet, trying again in %.1fs: %s", STAGE, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, GAP_RETRY_MAX_S)
         if missed:
             log.warning(
                 "%s: %s/%d: the stream skipped %d hit(s) at offsets %d..%d; applying them",
@@ -317,7 +331,11 @@ class Unstaller:
         """Read [start, end) directly: messages there were skipped, so seek back to them (the
         stream is idle, so the seek holds); nothing there, so the partition is only quiet."""
         self._guard.touch(tp.partition)
-        found = await asyncio.to_thread(self._read_range, tp.topic, tp.partition, start, end)
+        try:
+            found = await asyncio.to_thread(self._read_range, tp.topic, tp.partition, start, end)
+        except RangeUnread as exc:  # not "nothing there": look again at a later tick
+            log.info("%s: %s: offsets from %d not read yet: %s", STAGE, tp, start, exc)
+            return
         if not found:
             self._guard.quiet(tp.partition, end)
             await self.commit_past_markers(tp, end)

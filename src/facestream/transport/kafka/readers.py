@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from facestream.errors import DeliveryError
+from facestream.errors import DeliveryError, RangeUnread
 from facestream.settings import KafkaSettings
 from facestream.transport.base import Envelope
 from facestream.transport.kafka.client import client_config, to_envelope
@@ -53,15 +53,24 @@ class RangeReader:
         self, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
     ) -> list[Envelope]:
         """The messages at offsets [start, end); offsets that no longer exist (retention) or never
-        held a message (control records, aborted transactions) are simply absent."""
-        return self.read_ranges(topic, {partition: (start, end)}, timeout_s)
+        held a message (control records, aborted transactions) are simply absent. RangeUnread when
+        the range could not be read to its end within `timeout_s`: an answer with what came by
+        then would read as "nothing more there", and the episode step would commit past hits it
+        never applied."""
+        return self.read_ranges(topic, {partition: (start, end)}, timeout_s, whole=True)
 
     def read_ranges(
-        self, topic: str, ranges: Mapping[int, tuple[int, int]], timeout_s: float = 15.0
+        self,
+        topic: str,
+        ranges: Mapping[int, tuple[int, int]],
+        timeout_s: float = 15.0,
+        *,
+        whole: bool = False,
     ) -> list[Envelope]:
         """`read` of several partitions of `topic` at once (partition -> [start, end)), all assigned
         together and fetched in parallel: each partition's messages in offset order, the partitions'
-        interleaved. Ends when every range is read, or after `timeout_s` with what came by then."""
+        interleaved. Ends when every range is read, or after `timeout_s`: with what came by then,
+        or, `whole`, with RangeUnread."""
         wanted = {partition: (start, end) for partition, (start, end) in ranges.items() if end > start}
         if not wanted:
             return []
@@ -88,6 +97,12 @@ class RangeReader:
                             pending.discard(
                                 partition
                             )  # the partition (its last stable offset) ends before `end`
+                if pending and whole:
+                    unread = ", ".join(f"{p} [{wanted[p][0]}, {wanted[p][1]})" for p in sorted(pending))
+                    raise RangeUnread(
+                        f"{topic}: partition {unread} not read to its end in {timeout_s:g}s "
+                        f"({len(out)} message(s) by then)"
+                    )
                 return out
             finally:
                 self._consumer.unassign()
