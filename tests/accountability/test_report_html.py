@@ -6,7 +6,6 @@ and confirmed over time agree with the log. Built from audit records through the
 from __future__ import annotations
 
 import random
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from facestream.accountability.report import (
     to_html,
     transparency,
 )
+from tests.fixtures.html import Page
 
 EVIL = "<script>alert(1)</script>\"'&"
 HOUR = 3_600_000
@@ -30,25 +30,6 @@ DAY = 24 * HOUR
 FROM = parse_instant("2027-03-02T00:00:00Z", "from")
 TO = FROM + 3 * 24 * HOUR
 AUTH = "auth_000000000000000a"
-
-
-class Page(HTMLParser):
-    """The tags, text and attribute values of a page, as a browser would read them."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.values: list[str] = []
-        self.text = ""
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.values += [value for _, value in attrs if value is not None]
-
-    def handle_data(self, data: str) -> None:
-        self.text += data
 
 
 def record(seq: int, at_ms: int, action: str, auth: str | None = AUTH, **objects: Any) -> AuditRecord:

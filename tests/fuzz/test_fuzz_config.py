@@ -23,27 +23,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic_settings import BaseSettings
 
-from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.roles import RoleStore
 from facestream.accountability.rules import RuleStore
-from facestream.accountability.settings import AccountabilitySettings, PhotoSettings, PolicySettings
 from facestream.accountability.zones import CameraZones
 from facestream.camera.spec import CameraSpec, load_cameras, parse_camera
 from facestream.cliargs import settings_from
+from facestream.config_file import settings_models
 from facestream.errors import ConfigError
 from facestream.review.accounts import ReviewerAccounts
-from facestream.review.settings import ReviewSettings
-from facestream.settings import (
-    DetectorSettings,
-    EmbedderSettings,
-    GallerySettings,
-    KafkaSettings,
-    MatcherSettings,
-    ModelSettings,
-    RuntimeSettings,
-    SamplerSettings,
-)
 from tests.fuzz.strategies import fuzz, json_text, json_values, near
 
 VALID_CAMERA: dict[str, Any] = {
@@ -107,21 +95,7 @@ def test_camera_files(text: str) -> None:
 
 # -- settings from the environment ------------------------------------------------------------------
 
-SETTINGS: list[type[BaseSettings]] = [
-    KafkaSettings,
-    RuntimeSettings,
-    ModelSettings,
-    SamplerSettings,
-    DetectorSettings,
-    EmbedderSettings,
-    GallerySettings,
-    MatcherSettings,
-    AccountabilitySettings,
-    PhotoSettings,
-    PolicySettings,
-    AuditSettings,
-    ReviewSettings,
-]
+SETTINGS: list[type[BaseSettings]] = list(settings_models())  # every model there is
 env_text = st.one_of(
     st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=20),
     st.sampled_from(["", "-1", "0", "1e309", "nan", "inf", "true", "[]", "{}", "null", "65536", "PLAINTEXT"]),

@@ -8,7 +8,6 @@ confirmed, rejected, expired; with and without its authorisation, crop, enrolled
 from __future__ import annotations
 
 from dataclasses import replace
-from html.parser import HTMLParser
 
 import pytest
 
@@ -16,6 +15,7 @@ from facestream.accountability.authorisations import Authorisation
 from facestream.messages import BBox, Candidate, FrameRef, Hit
 from facestream.review import pages
 from facestream.review.decisions import CandidateReview, Vote
+from tests.fixtures.html import Page
 
 EVIL = "<script>alert(1)</script>\"'&"
 NOW = 1_800_000_000_000
@@ -27,25 +27,6 @@ FIELDS = (
 
 def evil(field: str) -> str:
     return f"{field}:{EVIL}"
-
-
-class Page(HTMLParser):
-    """The tags, text and attribute values of a page, as a browser would read them."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.values: list[str] = []
-        self.text = ""
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.values += [value for _, value in attrs if value is not None]
-
-    def handle_data(self, data: str) -> None:
-        self.text += data
 
 
 def review() -> CandidateReview:
