@@ -172,7 +172,8 @@ ALERTS_CONFIRMED = Counter(
 )
 REVIEW_SIGNINS = Counter(
     "facestream_review_signins_total",
-    "Sign-in attempts on the review web app, by result (ok, failed, locked)",
+    "Sign-in attempts on the review web app, by result (ok, failed, locked; sso_denied: the SSO proxy's "
+    "person is in no reviewers' group or has no reviewer role)",
     ["result"],
 )
 
