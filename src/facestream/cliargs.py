@@ -12,6 +12,7 @@ import os
 import sys
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
 
@@ -44,16 +45,38 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings]) -> None:
-    """One argument group per settings model, one flag per field, and `--config` once."""
+@dataclass(frozen=True)
+class Only:
+    """Some fields of a settings model as flags, for a command that uses only those: identify
+    reads the sampler's fps and JPEG settings, not the frame-sampler service's reconnect policy,
+    and a flag it would parse and then ignore reads as if it did something. The other fields keep
+    their defaults (or env and file values), unused."""
+
+    model: type[BaseSettings]
+    fields: tuple[str, ...]
+
+    def __init__(self, model: type[BaseSettings], *fields: str) -> None:
+        unknown = [f for f in fields if f not in model.model_fields]
+        if unknown:
+            raise ValueError(f"{model.__name__} has no field {', '.join(unknown)}")
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "fields", fields)
+
+
+def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | Only) -> None:
+    """One argument group per settings model, one flag per field (or per field named by `Only`),
+    and `--config` once."""
     _add_config_flag(parser)
-    for model in models:
+    for given in models:
+        model, fields = (given.model, given.fields) if isinstance(given, Only) else (given, None)
         title = (model.__doc__ or model.__name__).strip().splitlines()[0]
         section = section_of(model)
         where = "not in the config file" if section in ENV_ONLY else f"config file section {section}:"
         group = parser.add_argument_group(f"{title} [{where}]")
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
+            if fields is not None and name not in fields:
+                continue
             inner, _ = _unwrap(field.annotation)
             default = field.get_default(call_default_factory=True)
             shown = "***" if inner is SecretStr and default is not None else default

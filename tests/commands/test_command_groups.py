@@ -36,3 +36,28 @@ def test_a_group_without_its_command_is_one_line_naming_command(
     assert err.splitlines() == [
         f"facestream {group}: error: the following arguments are required: COMMAND (see --help)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("command", "ignored"),
+    [
+        (["identify", "x.jpg"], "--loop-files"),
+        (["identify", "x.jpg"], "--reconnect-max-s=3"),
+        (["identify", "x.jpg"], "--episode-ttl-s=60"),
+        (["identify", "x.jpg"], "--episodes-data-dir=/tmp/e"),
+        (["identify", "x.jpg"], "--stall-timeout-s=5"),
+        (["authorisation", "list"], "--enroll-min-score=0.9"),
+        (["roles", "grant", "--role", "reviewer", "ann"], "--hnsw-m=8"),
+        (["rules", "list"], "--search-ef=64"),
+    ],
+)
+def test_a_command_offers_no_flag_it_would_ignore(
+    command: list[str], ignored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """identify runs no reconnecting cameras nor episode tables, and the state-directory commands
+    open no gallery: such a flag is refused in one line instead of parsed and then ignored."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, ignored])
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"unrecognized arguments: {ignored}" in line

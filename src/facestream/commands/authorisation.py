@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, add_settings, settings_from
+from facestream.cliargs import OneLineParser, Only, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.settings import GallerySettings
 
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
     grant.add_argument("--cameras", type=_csv, default=[], metavar="A,B", help="cameras it covers")
     grant.add_argument("--zones", type=_csv, default=[], metavar="Z1,Z2", help="camera zones it covers")
     add_actor_flag(grant)
-    add_settings(grant, GallerySettings, AccountabilitySettings)
+    add_settings(grant, Only(GallerySettings, "gallery"), AccountabilitySettings)  # its state dir
     grant.set_defaults(handler=grant_authorisation)
 
     revoke = asub.add_parser(
@@ -61,7 +61,7 @@ def register(sub: Any) -> None:
     listing = asub.add_parser("list", help="list authorisations, one JSON object each")
     listing.add_argument("--active", action="store_true", help="only those in force now")
     add_actor_flag(listing)
-    add_settings(listing, GallerySettings, AccountabilitySettings)
+    add_settings(listing, Only(GallerySettings, "gallery"), AccountabilitySettings)
     listing.set_defaults(handler=list_authorisations)
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from facestream.accountability.roles import add_actor_flag
 from facestream.accountability.settings import AccountabilitySettings
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec
-from facestream.cliargs import add_settings, describe, settings_from
+from facestream.cliargs import Only, add_settings, describe, settings_from
 from facestream.commands.output import candidate_json, emit
 from facestream.errors import ConfigError
 from facestream.settings import (
@@ -109,8 +109,9 @@ def register(sub: Any) -> None:
         p,
         GallerySettings,
         AccountabilitySettings,
-        MatcherSettings,
-        SamplerSettings,
+        # of the sampler and matcher, only what a run here uses (no reconnects, no episode tables)
+        Only(MatcherSettings, "match_threshold", "top_k", "episode_gap_s"),
+        Only(SamplerSettings, "fps", "jpeg_quality", "max_frame_width"),
         DetectorSettings,
         EmbedderSettings,
         ModelSettings,

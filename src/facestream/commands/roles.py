@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, add_settings
+from facestream.cliargs import OneLineParser, Only, add_settings
 from facestream.commands.output import emit
 from facestream.settings import GallerySettings
 
@@ -30,11 +30,11 @@ def register(sub: Any) -> None:
         cmd.add_argument("--role", required=True, choices=ROLES, help="the role")
         cmd.add_argument("member", metavar="NAME", help="account name of the person")
         add_actor_flag(cmd)
-        add_settings(cmd, GallerySettings, AccountabilitySettings)
+        add_settings(cmd, Only(GallerySettings, "gallery"), AccountabilitySettings)  # its state dir
         cmd.set_defaults(handler=handler)
     listing = rsub.add_parser("list", help="list role assignments as JSON (and the mode); any role")
     add_actor_flag(listing)
-    add_settings(listing, GallerySettings, AccountabilitySettings)
+    add_settings(listing, Only(GallerySettings, "gallery"), AccountabilitySettings)
     listing.set_defaults(handler=list_roles)
 
 

@@ -10,7 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, add_settings
+from facestream.cliargs import OneLineParser, Only, add_settings
 from facestream.commands.output import emit
 from facestream.settings import GallerySettings
 
@@ -41,17 +41,17 @@ def register(sub: Any) -> None:
     add.add_argument("--until", dest="ends", required=True, metavar="ISO8601", help="end")
     add.add_argument("--reason", required=True, metavar="TEXT", help="why, e.g. 'demonstration, Main Sq.'")
     add_actor_flag(add)
-    add_settings(add, GallerySettings, AccountabilitySettings)
+    add_settings(add, Only(GallerySettings, "gallery"), AccountabilitySettings)
     add.set_defaults(handler=add_rule)
     remove = rsub.add_parser("remove", help="remove a suspension rule (role authoriser)")
     remove.add_argument("id", metavar="ID", help="rule id")
     add_actor_flag(remove)
-    add_settings(remove, GallerySettings, AccountabilitySettings)
+    add_settings(remove, Only(GallerySettings, "gallery"), AccountabilitySettings)
     remove.set_defaults(handler=remove_rule)
     listing = rsub.add_parser("list", help="list suspension rules, one JSON object each")
     listing.add_argument("--current", action="store_true", help="only rules in effect now")
     add_actor_flag(listing)
-    add_settings(listing, GallerySettings, AccountabilitySettings)
+    add_settings(listing, Only(GallerySettings, "gallery"), AccountabilitySettings)
     listing.set_defaults(handler=list_rules)
 
 
