@@ -27,7 +27,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,6 +133,25 @@ def quiet_camera_libraries() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ctrl-C (SIGINT) is how a live stream is stopped. It only asks the reading to stop between
+    two frames: a KeyboardInterrupt raised wherever the signal lands (inside a gallery call, a
+    model's inference, a grab thread's join) could leave the gallery or a camera half-closed, and
+    once left identify hung on its way out. A second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        return _run(args, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     from facestream.accountability.authorisations import AuthorisationStore
     from facestream.accountability.clock import now_ms
     from facestream.accountability.policy import AccountablePolicy
@@ -223,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
                 encoder=FrameEncoder(sampler_s.jpeg_quality, sampler_s.max_frame_width),
                 failures=failures,
                 max_pixels=detector_s.max_frame_pixels,
+                stop=stop,
             ):
                 audit.append(
                     actor=actor,
@@ -247,9 +269,9 @@ def run(args: argparse.Namespace) -> int:
                 }
                 tally.candidate(candidate, shown)
                 emit(shown)
-    except KeyboardInterrupt:  # how a live stream is stopped: what was read is still summarised
-        interrupted = True
-        log.warning("interrupted: stopped reading; the summary covers what was read")
+        if stop.is_set():  # how a live stream is stopped: what was read is still summarised
+            interrupted = True
+            log.warning("interrupted: stopped reading; the summary covers what was read")
     finally:
         gallery.close()
         counts = policy.counts

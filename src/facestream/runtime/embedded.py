@@ -10,6 +10,7 @@ stays bounded whatever the number of sources.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -123,8 +124,10 @@ def identify(
     encoder: FrameEncoder,
     failures: list[SourceFailure],
     max_pixels: int = MAX_FRAME_PIXELS,
+    stop: threading.Event | None = None,
 ) -> Iterator[Candidate]:
-    """Run every source to its end, yielding candidates as they open.
+    """Run every source to its end, or until `stop` is set (checked between frames), yielding
+    candidates as they open.
 
     Live streams are opened first and read side by side, one frame each in turn. Files and
     stills are finite: they take one turn slot between them, each opened only when the one
@@ -146,7 +149,7 @@ def identify(
     finite = deque((spec, source) for spec, source in sources if not source.live)
     current: tuple[CameraSpec, FrameSource] | None = None
     try:
-        while True:
+        while stop is None or not stop.is_set():
             while current is None and finite:
                 spec, source = finite.popleft()
                 current = (spec, source) if opened(spec, source) else None
