@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from facestream.errors import DeliveryError
 from facestream.settings import KafkaSettings
-from facestream.transport.kafka import KafkaProducer, client_config
+from facestream.transport.kafka import KafkaProducer, RangeReader, client_config
 from tests.fixtures.security import PREFIX, SecureKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -181,7 +181,7 @@ def test_a_service_reads_its_own_input_with_its_own_group(secure_kafka: SecureKa
 
 FOREIGN_READS = [
     ("detector", "embeddings"),
-    ("frame-sampler", "frames"),
+    ("frame-sampler", "faces"),  # frames it may read back: where a file camera it takes over stopped
     ("matcher", "frames"),
     ("review", "embeddings"),
     ("embedder", "matches"),
@@ -194,6 +194,19 @@ def test_a_service_cannot_read_a_topic_it_does_not_need(
 ) -> None:
     got = first_error_or_message(secure_kafka.settings(user), topic, f"{PREFIX}facestream-{user}")
     assert isinstance(got, KafkaError) and got.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, got
+
+
+def test_a_direct_read_refused_by_the_acls_says_so_at_once(secure_kafka: SecureKafka) -> None:
+    """A range read the broker refuses is an error naming the refusal, not a 15 s wait ending in
+    "not read to its end" (nor, as before, an empty answer taken for "nothing there")."""
+    reader = RangeReader(secure_kafka.settings("detector"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError, match=r"embeddings: Kafka refused the read: .*[Aa]uthoriz"):
+            reader.read(f"{PREFIX}embeddings", 0, 0, 1, timeout_s=15)
+    finally:
+        reader.close()
+    assert time.monotonic() - started < 10
 
 
 def test_a_service_cannot_use_another_services_group(secure_kafka: SecureKafka) -> None:

@@ -64,7 +64,7 @@ replicas; reads/writes: every topic it touches (for ACLs); scaleOn: lag or cpu.
 frameSampler:
   name: frame-sampler
   input: cameras
-  reads: [cameras]
+  reads: [cameras, frames]  # frames: where a file camera it takes over stopped
   writes: [frames, dlq.frame-sampler]
   scaleOn: cpu
   models: false

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from facestream.errors import DeliveryError, RangeUnread
 from facestream.settings import KafkaSettings
 from facestream.transport.base import Envelope
-from facestream.transport.kafka.client import client_config, to_envelope
+from facestream.transport.kafka.client import OPERATOR_ERRORS, client_config, to_envelope
 
 
 class RangeReader:
@@ -82,11 +82,14 @@ class RangeReader:
             try:
                 while pending and time.monotonic() < deadline:
                     for message in self._consumer.consume(num_messages=500, timeout=0.01):
+                        error = message.error()
+                        if error is not None and error.code() in OPERATOR_ERRORS:
+                            # no waiting fixes it (a missing ACL); such an error may name no partition
+                            raise DeliveryError(f"{topic}: Kafka refused the read: {error.str()}")
                         partition = message.partition()
                         if message.topic() != topic or partition not in wanted:
                             continue  # left over from an earlier read
                         start, end = wanted[partition]
-                        error = message.error()
                         if error is None:
                             offset = message.offset() or 0
                             if start <= offset < end:
