@@ -112,11 +112,12 @@ def world(
     """Obama enrolled in a Milvus server gallery; an embedding of another photo of him."""
     milvus, index_flags = gallery_server
     state_dir = tmp_path / "state"
-    common = ["--gallery", milvus.uri, *index_flags, "--state-dir", str(state_dir), "--actor", "pytest"]
+    common = ["--gallery", milvus.uri, "--state-dir", str(state_dir), "--actor", "pytest"]
     grant = "--case REL-2 --basis test --purpose wanted --issued-by pytest --valid-from 2000-01-01T00:00:00Z"
     granted = cli("authorisation", "grant", *common, *grant.split(), "--valid-until", "2099-01-01T00:00:00Z")
     photos = [str(p) for p in sorted((faces_dir / "enroll").glob("obama_*.jpg"))]
-    cli("gallery", "enroll", *common, "--identity", "obama", "--authorisation", json.loads(granted)["id"],
+    cli("gallery", "enroll", *common, *index_flags, "--identity", "obama",
+        "--authorisation", json.loads(granted)["id"],
         "--model-dir", str(model_settings.model_dir), *photos)  # fmt: skip
     obama = embedding_of(
         finder, embedder, faces_dir / "probe" / "obama.jpg", FrameRef("gate", f"gate@{T0}", T0, "test")

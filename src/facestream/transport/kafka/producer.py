@@ -115,6 +115,10 @@ class KafkaProducer:
                 error: KafkaError = exc.args[0]
                 if error.code() in RECORD_ERRORS:
                     raise RecordRefused([_refusal(index, topic, error)]) from None
+                if error.txn_requires_abort() or error.code() == KafkaError._STATE:
+                    # the transaction failed underneath (a refused record's report came first):
+                    # the batch is rolled back and tried again, like any failed delivery
+                    raise DeliveryError(f"{topic}: {error.str()}") from None
                 raise
         self._producer.poll(0)
 
