@@ -209,6 +209,30 @@ def test_a_direct_read_refused_by_the_acls_says_so_at_once(secure_kafka: SecureK
     assert time.monotonic() - started < 10
 
 
+def test_a_service_reads_back_a_topic_the_acls_allow_however_long_it_reads(
+    secure_kafka: SecureKafka,
+) -> None:
+    """The range reader's group is a placeholder the ACLs do not name; the broker's refusal of its
+    coordinator lookup, which arrives some time into the reader's life, is no refusal of the read.
+    (It was taken for one: the secured pipeline's frame-sampler never found where its camera had
+    stopped, and never started it.)"""
+    since_ms = int(time.time() * 1000) - 1000
+    produce(secure_kafka.settings("frame-sampler"), "frames")
+    reader = RangeReader(secure_kafka.settings("frame-sampler"))
+    try:
+        deadline = time.monotonic() + 8
+        reads = 0
+        while time.monotonic() < deadline:
+            ranges = reader.ranges_since(f"{PREFIX}frames", since_ms)
+            got = reader.read_ranges(f"{PREFIX}frames", ranges, timeout_s=15, whole=True)
+            assert b"probe" in [envelope.value for envelope in got]
+            reads += 1
+            time.sleep(0.5)
+    finally:
+        reader.close()
+    assert reads >= 5
+
+
 def test_a_service_cannot_use_another_services_group(secure_kafka: SecureKafka) -> None:
     got = first_error_or_message(secure_kafka.settings("detector"), "frames", f"{PREFIX}facestream-matcher")
     assert isinstance(got, KafkaError) and got.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, got

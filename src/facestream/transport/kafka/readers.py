@@ -17,6 +17,13 @@ from facestream.settings import KafkaSettings
 from facestream.transport.base import Envelope
 from facestream.transport.kafka.client import OPERATOR_ERRORS, client_config, to_envelope
 
+READ_REFUSALS = OPERATOR_ERRORS - {KafkaError.GROUP_AUTHORIZATION_FAILED}
+"""Errors that mean a range read cannot happen (credentials, certificates, the topic's ACLs).
+Not a refused group: the reader's group.id is a placeholder confluent-kafka requires, never joined
+nor committed, yet librdkafka still looks up its coordinator, and where the ACLs do not name that
+group the broker answers GROUP_AUTHORIZATION_FAILED, some time into the read or not at all. Taken
+for a refusal, it failed reads the ACLs allow (the secured pipeline's frame-sampler, in a CI run)."""
+
 
 class RangeReader:
     """Reads exact offset ranges of partitions, outside any group, committing nothing; one
@@ -48,6 +55,7 @@ class RangeReader:
             }
         )
         self._lock = threading.Lock()
+        self._readable: set[str] = set()
 
     def read(
         self, topic: str, partition: int, start: int, end: int, timeout_s: float = 15.0
@@ -75,6 +83,7 @@ class RangeReader:
         if not wanted:
             return []
         with self._lock:
+            self._check_readable(topic, timeout_s)
             self._consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in wanted.items()])
             out: list[Envelope] = []
             pending = set(wanted)
@@ -83,7 +92,7 @@ class RangeReader:
                 while pending and time.monotonic() < deadline:
                     for message in self._consumer.consume(num_messages=500, timeout=0.01):
                         error = message.error()
-                        if error is not None and error.code() in OPERATOR_ERRORS:
+                        if error is not None and error.code() in READ_REFUSALS:
                             # no waiting fixes it (a missing ACL); such an error may name no partition
                             raise DeliveryError(f"{topic}: Kafka refused the read: {error.str()}")
                         partition = message.partition()
@@ -109,6 +118,23 @@ class RangeReader:
                 return out
             finally:
                 self._consumer.unassign()
+
+    def _check_readable(self, topic: str, timeout_s: float) -> None:
+        """DeliveryError when the ACLs refuse `topic` to this principal. Asked of the metadata, once
+        per topic that answers: an assigned partition of a refused topic only fetches nothing (no
+        error comes through consume), which would read as a range not read in time. Metadata
+        that does not come (a broker away) is left to the read, which says how far it got."""
+        if topic in self._readable:
+            return
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=min(timeout_s, 5.0)).topics.get(topic)
+        except KafkaException:
+            return
+        error = metadata.error if metadata is not None else None
+        if error is not None and error.code() in READ_REFUSALS:
+            raise DeliveryError(f"{topic}: Kafka refused the read: {error.str()}")
+        if error is None:
+            self._readable.add(topic)
 
     def ranges_since(self, topic: str, since_ms: int, timeout_s: float = 15.0) -> dict[int, tuple[int, int]]:
         """Per partition of `topic` with a message at or after `since_ms` (its timestamp): the
