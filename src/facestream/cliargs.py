@@ -20,6 +20,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 from facestream.config_file import CONFIG_ENV, ENV_ONLY, config_path, load_config, section_of
+from facestream.env_names import env_name, env_names
 from facestream.errors import ConfigError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -73,14 +74,13 @@ def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | 
         section = section_of(model)
         where = "not in the config file" if section in ENV_ONLY else f"config file section {section}:"
         group = parser.add_argument_group(f"{title} [{where}]")
-        prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
             if fields is not None and name not in fields:
                 continue
             inner, _ = _unwrap(field.annotation)
             default = field.get_default(call_default_factory=True)
             shown = "***" if inner is SecretStr and default is not None else default
-            help_text = f"{field.description or name} (default: {shown}; env {prefix}{name.upper()})"
+            help_text = f"{field.description or name} (default: {shown}; env {env_name(model, name)})"
             kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
             if inner is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
@@ -114,9 +114,10 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _env_sets(model: type[BaseSettings], name: str, env_names: set[str]) -> bool:
-    """Whether an env var sets this field (pydantic-settings matches names case-insensitively)."""
-    return f"{model.model_config.get('env_prefix', '')}{name}".upper() in env_names
+def _env_sets(model: type[BaseSettings], name: str, environ: set[str]) -> bool:
+    """Whether an env var sets this field, under its name or a former one (pydantic-settings
+    matches names case-insensitively)."""
+    return any(env in environ for env in env_names(model, name))
 
 
 def settings_from(args: argparse.Namespace, model: type[S]) -> S:
@@ -126,12 +127,12 @@ def settings_from(args: argparse.Namespace, model: type[S]) -> S:
     }
     path = config_path(args)
     config = load_config(path) if path is not None else None
-    env_names = {k.upper() for k in os.environ}
+    environ = {k.upper() for k in os.environ}
     from_file = (
         {
             name: entry.value
             for name, entry in config.values_for(model).items()
-            if name not in given and not _env_sets(model, name, env_names)
+            if name not in given and not _env_sets(model, name, environ)
         }
         if config is not None
         else {}
@@ -146,7 +147,7 @@ def settings_from(args: argparse.Namespace, model: type[S]) -> S:
         elif config is not None and field in from_file:
             where = config.where(model, field)
         else:
-            where = f"{model.model_config.get('env_prefix', '')}{field.upper()}"
+            where = next((env for env in env_names(model, field) if env in environ), env_name(model, field))
         raise ConfigError(f"{where}: {first['msg']}") from None
 
 

@@ -30,6 +30,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from facestream.env_names import env_name
 from facestream.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,7 @@ def _belongs(field: str, section: str, models: Mapping[str, type[BaseSettings]])
 
 
 def _env_names(model: type[BaseSettings], *fields: str) -> str:
-    prefix = str(model.model_config.get("env_prefix", ""))
-    return ", ".join(f"{prefix}{field}".upper() for field in fields or model.model_fields)
+    return ", ".join(env_name(model, field) for field in fields or model.model_fields)
 
 
 def _did_you_mean(name: str, known: Mapping[str, object]) -> str:

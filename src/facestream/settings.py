@@ -1,8 +1,9 @@
 """Frozen, validated settings: one model per concern.
 
 Every field has a default and a description, is read from an environment variable
-(`FACESTREAM_<CONCERN>_<FIELD>`, shown in each `--help`), and can be overridden by the
-matching command-line flag. Secrets are `SecretStr`, so they never print in logs or reprs.
+(`FACESTREAM_<CONCERN>_<FIELD>`, the concern said once: FACESTREAM_GALLERY, not
+FACESTREAM_GALLERY_GALLERY; facestream.env_names; shown in each `--help`), and can be overridden
+by the matching command-line flag. Secrets are `SecretStr`, so they never print in logs or reprs.
 Field names are unique across concerns because each becomes a flag of the same name.
 """
 
@@ -14,6 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facestream.env_names import EnvNamedSettings
 from facestream.vision.models import default_model_dir
 
 M = TypeVar("M", bound=BaseSettings)
@@ -46,7 +48,7 @@ def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="forbid", protected_namespaces=())
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(EnvNamedSettings):
     """How services reach the Kafka cluster."""
 
     model_config = _config("FACESTREAM_KAFKA_")
@@ -81,7 +83,7 @@ class KafkaSettings(BaseSettings):
     )
 
 
-class RuntimeSettings(BaseSettings):
+class RuntimeSettings(EnvNamedSettings):
     """How a service's processing loop behaves: batching, health, shutdown, dead letters."""
 
     model_config = _config("FACESTREAM_")
@@ -127,7 +129,7 @@ class RuntimeSettings(BaseSettings):
     )
 
 
-class ModelSettings(BaseSettings):
+class ModelSettings(EnvNamedSettings):
     """Where model files live and what runs them."""
 
     model_config = _config("FACESTREAM_MODEL_")
@@ -139,7 +141,7 @@ class ModelSettings(BaseSettings):
     inference_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
 
 
-class SamplerSettings(BaseSettings):
+class SamplerSettings(EnvNamedSettings):
     """How cameras are sampled into `frames`."""
 
     model_config = _config("FACESTREAM_SAMPLER_")
@@ -167,7 +169,7 @@ class SamplerSettings(BaseSettings):
     )
 
 
-class DetectorSettings(BaseSettings):
+class DetectorSettings(EnvNamedSettings):
     """Face detection, landmarks and the quality gates."""
 
     model_config = _config("FACESTREAM_DETECTOR_")
@@ -215,7 +217,7 @@ class DetectorSettings(BaseSettings):
     )
 
 
-class EmbedderSettings(BaseSettings):
+class EmbedderSettings(EnvNamedSettings):
     """The face embedding model. Batching uses the runtime's batch size and window."""
 
     model_config = _config("FACESTREAM_EMBEDDER_")
@@ -228,7 +230,7 @@ class EmbedderSettings(BaseSettings):
     channel_order: Literal["bgr", "rgb"] = Field("bgr", description="channel order the model expects")
 
 
-class GallerySettings(BaseSettings):
+class GallerySettings(EnvNamedSettings):
     """Where the watchlist gallery lives, and what a photo must be to enroll."""
 
     model_config = _config("FACESTREAM_GALLERY_")
@@ -273,7 +275,7 @@ class GallerySettings(BaseSettings):
     )
 
 
-class MatcherSettings(BaseSettings):
+class MatcherSettings(EnvNamedSettings):
     """When a face counts as a match, and how repeats are collapsed."""
 
     model_config = _config("FACESTREAM_MATCHER_")

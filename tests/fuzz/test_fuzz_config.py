@@ -30,6 +30,7 @@ from facestream.accountability.zones import CameraZones
 from facestream.camera.spec import CameraSpec, load_cameras, parse_camera
 from facestream.cliargs import settings_from
 from facestream.config_file import settings_models
+from facestream.env_names import env_names
 from facestream.errors import ConfigError
 from facestream.review.accounts import ReviewerAccounts
 from tests.fuzz.strategies import fuzz, json_text, json_values, near
@@ -103,8 +104,8 @@ env_text = st.one_of(
 
 
 def _env_names(model: type[BaseSettings]) -> list[str]:
-    prefix = str(model.model_config.get("env_prefix", ""))
-    return [f"{prefix}{name}".upper() for name in model.model_fields]
+    """Every variable a field is read from: its name and a former one."""
+    return [env for name in model.model_fields for env in env_names(model, name)]
 
 
 @pytest.mark.parametrize("model", SETTINGS, ids=[m.__name__ for m in SETTINGS])

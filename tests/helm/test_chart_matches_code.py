@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 
 import facestream.cli
 from facestream.commands.kafka_admin import pairs
+from facestream.env_names import env_name
 from facestream.settings import KafkaSettings
 from facestream.transport.kafka import client_config
 from facestream.transport.topics import CATALOGUE, MAX_BATCH_BYTES, PRODUCER_BATCH_BYTES, catalogue
@@ -40,8 +41,7 @@ def settings_env_names() -> set[str]:
         stack.extend(model.__subclasses__())
         if not model.__module__.startswith("facestream"):
             continue
-        prefix = str(model.model_config.get("env_prefix", ""))
-        names |= {prefix + field.upper() for field in model.model_fields}
+        names |= {env_name(model, field) for field in model.model_fields}  # never a former name
     return names
 
 

@@ -76,9 +76,7 @@ def test_index_values_reach_the_matchers_env_and_the_code_reads_them(
 
 def test_every_pod_that_opens_the_gallery_gets_the_index(rendered: dict[str, Rendered]) -> None:
     for variant in rendered.values():
-        openers = [
-            (n, c) for n, c in containers(variant.objects) if "FACESTREAM_GALLERY_GALLERY" in plain_env(c)
-        ]
+        openers = [(n, c) for n, c in containers(variant.objects) if "FACESTREAM_GALLERY" in plain_env(c)]
         assert openers, f"{variant.name}: no pod opens the gallery"
         values = yaml.safe_load(variant.values_file.read_text()).get("gallery", {}).get("index", {})
         for name, container in openers:

@@ -80,8 +80,8 @@ def test_the_gallery_is_the_external_milvus_with_its_token(rendered: dict[str, R
     assert not variant.of_kind("StatefulSet"), "no in-chart Milvus Lite pod in production"
     matcher = pod(deployments(variant)["matcher"])["containers"][0]
     env = {e["name"]: e for e in matcher["env"]}
-    assert env["FACESTREAM_GALLERY_GALLERY"]["value"] == VALUES["gallery"]["external"]["uri"]
-    assert env["FACESTREAM_GALLERY_GALLERY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "milvus-token"
+    assert env["FACESTREAM_GALLERY"]["value"] == VALUES["gallery"]["external"]["uri"]
+    assert env["FACESTREAM_GALLERY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "milvus-token"
     assert env["FACESTREAM_GALLERY_INDEX_TYPE"]["value"] == "HNSW"
 
 

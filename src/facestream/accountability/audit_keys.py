@@ -25,8 +25,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from facestream.env_names import EnvNamedSettings
 from facestream.errors import AuditError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PUBLIC_KEYS_FILE = "audit.pub"
 
 
-class AuditSettings(BaseSettings):
+class AuditSettings(EnvNamedSettings):
     """The audit log: signing key, checkpoint cadence, and the public keys that verify it."""
 
     model_config = SettingsConfigDict(

@@ -23,6 +23,7 @@ from facestream.accountability.audit_verify import verify_file_bytes
 from facestream.accountability.authorisations import Authorisation
 from facestream.accountability.clock import iso
 from facestream.accountability.rules import SuspensionRule
+from facestream.env_names import env_name
 from facestream.errors import ConfigError
 from facestream.transport.topics import TopicSpec
 from facestream.vision.models import BUILTIN_MODELS
@@ -89,12 +90,11 @@ class Deployment:
 def settings_block(models: Sequence[BaseSettings]) -> str:
     rows = []
     for model in models:
-        prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in type(model).model_fields.items():
             value = getattr(model, name)
             if "SecretStr" in str(field.annotation):
                 value = "set" if value is not None else "not set"  # never the secret itself
-            rows.append((name, value, field.description, f"{prefix}{name.upper()}"))
+            rows.append((name, value, field.description, env_name(type(model), name)))
     return table(("setting", "value", "meaning", "environment variable"), rows)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from facestream.env_names import EnvNamedSettings
 from facestream.errors import ConfigError
 from facestream.gallery.store import is_server_uri
 from facestream.settings import GallerySettings
@@ -19,7 +20,7 @@ from facestream.settings import GallerySettings
 _CONFIG = SettingsConfigDict(env_prefix="FACESTREAM_", frozen=True, extra="forbid", protected_namespaces=())
 
 
-class AccountabilitySettings(BaseSettings):
+class AccountabilitySettings(EnvNamedSettings):
     """Accountability state: authorisations, roles, rules, encrypted photos, the audit log."""
 
     model_config = _CONFIG
@@ -31,7 +32,7 @@ class AccountabilitySettings(BaseSettings):
     )
 
 
-class PhotoSettings(BaseSettings):
+class PhotoSettings(EnvNamedSettings):
     """The key that encrypts enrollment photos at rest."""
 
     model_config = _CONFIG
@@ -45,7 +46,7 @@ class PhotoSettings(BaseSettings):
     )
 
 
-class PolicySettings(BaseSettings):
+class PolicySettings(EnvNamedSettings):
     """How the matcher learns camera zones and how soon ended authorisations are purged."""
 
     model_config = _CONFIG

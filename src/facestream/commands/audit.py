@@ -22,7 +22,7 @@ def add_state_flags(parser: argparse.ArgumentParser) -> None:
         dest="gallery",
         default=None,
         metavar="PATH",
-        help="gallery directory holding audit.log (default: ./gallery; env FACESTREAM_GALLERY_GALLERY)",
+        help="gallery directory holding audit.log (default: ./gallery; env FACESTREAM_GALLERY)",
     )
     parser.add_argument(
         "--state-dir",

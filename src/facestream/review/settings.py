@@ -10,14 +10,15 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from facestream.env_names import EnvNamedSettings
 from facestream.transport.topics import DAY_MS
 
 _CONFIG = SettingsConfigDict(env_prefix="FACESTREAM_", frozen=True, extra="forbid", protected_namespaces=())
 
 
-class ReviewSettings(BaseSettings):
+class ReviewSettings(EnvNamedSettings):
     """Two-person review: how long candidates wait, how many must confirm, the web app."""
 
     model_config = _CONFIG
