@@ -1,16 +1,22 @@
 """Services log one JSON object a line when asked (the chart asks), with the fields a log store
-searches by: the service, and the stage or camera where the code that logs knows it."""
+searches by: the service, and the stage, camera or partition where the code that logs knows it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from facestream import codec
+from facestream.errors import InvalidMessage
+from facestream.messages import Frame, FrameRef
 from facestream.runtime.logs import ServiceField, json_formatter
+from facestream.runtime.runner import LoopPolicy, Route, StageRunner
+from facestream.transport.memory import MemoryBroker
 from tests.integration.processes import ServiceProcess, wait_until
 
 
@@ -57,3 +63,40 @@ def test_context_fields_and_awkward_messages_stay_one_json_line() -> None:
         "frame-sampler",
         "facestream.camera",
     )
+
+
+class RejectCamera:
+    """frames -> frames; a frame of camera 'bad' is invalid (dead-lettered)."""
+
+    name = "echo"
+
+    def process(self, items: Sequence[Frame]) -> list[list[Frame] | InvalidMessage]:
+        return [InvalidMessage("bad_camera", "no") if f.ref.camera_id == "bad" else [f] for f in items]
+
+
+def test_a_dead_letter_is_logged_with_its_stage_topic_partition_and_offset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stage comes from the runner's logger, the place from the log call: both must reach the
+    record (Python 3.11's LoggerAdapter kept only its own fields and dropped the call's)."""
+    broker = MemoryBroker(4)
+    producer = broker.producer()
+    for camera, n in (("a", 1), ("bad", 2)):
+        f = Frame(FrameRef(camera, f"{camera}@{n}", n, "test"), 1, 1, b"\xff\xd8")
+        producer.produce("in", codec.FRAMES.encode(f), key=f.key)
+    where = next(
+        (p, e.offset) for p, part in enumerate(broker.partitions("in")) for e in part.log if e.key == b"bad"
+    )
+    runner: StageRunner[Frame, Frame] = StageRunner(
+        RejectCamera(),
+        Route("in", codec.FRAMES, "out", codec.FRAMES, "dlq.echo"),
+        broker.consumer("g"),
+        broker.producer(),
+        policy=LoopPolicy(batch_size=10, batch_timeout_s=0, max_invalid_ratio=1.0),
+    )
+    runner.start()
+    with caplog.at_level(logging.WARNING, logger="facestream.runtime.runner"):
+        assert runner.run_once() == 2
+    (record,) = [r for r in caplog.records if "dlq.echo" in r.getMessage()]
+    parsed = json.loads(json_formatter().format(record))
+    assert (parsed["stage"], parsed["topic"], parsed["partition"], parsed["offset"]) == ("echo", "in", *where)

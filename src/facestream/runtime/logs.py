@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -20,8 +21,21 @@ LogFormat = Literal["text", "json"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-CONTEXT_FIELDS = ("camera", "stage", "partition")
-"""Fields a log call may pass in `extra=`; in JSON they become the record's own fields."""
+CONTEXT_FIELDS = ("camera", "stage", "topic", "partition", "offset", "partitions")
+"""Fields a log call may pass in `extra=`; in JSON they become the record's own fields. A message's
+own place is topic/partition/offset; a batch that spans partitions gives `partitions` (a list)."""
+
+
+class ContextLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger that adds fixed fields (a runner's stage) to every record and keeps the fields a
+    call gives in `extra=`: Python 3.11's LoggerAdapter replaces a call's extra with its own, so a
+    dead letter's partition would have been dropped silently."""
+
+    def process(
+        self, msg: object, kwargs: MutableMapping[str, Any]
+    ) -> tuple[object, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 class ServiceField(logging.Filter):

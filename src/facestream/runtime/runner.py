@@ -50,6 +50,7 @@ from facestream.errors import DeliveryError, FacestreamError, GalleryUnavailable
 from facestream.runtime import metrics
 from facestream.runtime.commit import AtLeastOnce
 from facestream.runtime.health import Health
+from facestream.runtime.logs import ContextLog
 from facestream.runtime.stall import StallWatch
 from facestream.stages.base import Stage
 from facestream.transport.base import (
@@ -150,6 +151,12 @@ def first_offsets(envelopes: Sequence[Envelope]) -> dict[TopicPartition, int]:
         tp = (env.topic, env.partition)
         offsets[tp] = min(offsets.get(tp, env.offset), env.offset)
     return offsets
+
+
+def batch_fields(envelopes: Sequence[Envelope]) -> dict[str, object]:
+    """A batch's place for a log record: its input topic(s) and the partitions it spans."""
+    topics = sorted({env.topic for env in envelopes})
+    return {"topic": ",".join(topics), "partitions": sorted({env.partition for env in envelopes})}
 
 
 def record_bytes(env: Envelope) -> int:
@@ -285,7 +292,7 @@ class StageRunner(Generic[I, O]):
         self._recent_invalid: deque[bool] = deque(maxlen=self.policy.invalid_window)
         self._last_lag = 0.0
         self._name = stage.name
-        self._log = logging.LoggerAdapter(log, {"stage": stage.name})  # a field of JSON logs
+        self._log = ContextLog(log, {"stage": stage.name})  # fields of JSON logs
         self._in_hand: set[TopicPartition] = set()
         self._revoked_in_hand = False
         self._retry_delay = 0.0
@@ -396,6 +403,7 @@ class StageRunner(Generic[I, O]):
                 len(envelopes),
                 len(exc.refusals),
                 exc,
+                extra=batch_fields(envelopes),
             )
             return 0
         except DeliveryError as exc:
@@ -409,6 +417,7 @@ class StageRunner(Generic[I, O]):
                 len(envelopes),
                 self._retry_delay,
                 exc,
+                extra=batch_fields(envelopes),
             )
             self.stop.wait(self._retry_delay)
             return 0
@@ -469,6 +478,7 @@ class StageRunner(Generic[I, O]):
                 self.route.dlq_topic,
                 letter.payload,
                 letter.error,
+                extra={"topic": env.topic, "partition": env.partition, "offset": env.offset},
             )
 
     def _dead_letter_instead(self, what: Envelope | DeadLetter, refusal: Refusal) -> None:
