@@ -49,7 +49,9 @@ class UltraFaceDetector:
         threads: int = 1,
     ) -> None:
         self.model_id = model.model_id
-        self._session = create_session(model.data, provider=provider, intra_op_threads=threads)
+        self._session = create_session(
+            model.data, provider=provider, intra_op_threads=threads, name=model.model_id
+        )
         inputs = self._session.get_inputs()
         shape = inputs[0].shape
         if len(shape) != 4 or not isinstance(shape[2], int) or not isinstance(shape[3], int):

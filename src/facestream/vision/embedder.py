@@ -65,7 +65,7 @@ class ArcFaceEmbedder:
     ) -> None:
         self.model_id = model.model_id
         self._session = create_session(
-            with_symbolic_batch(model.data), provider=provider, intra_op_threads=threads
+            with_symbolic_batch(model.data), provider=provider, intra_op_threads=threads, name=model.model_id
         )
         inp = self._session.get_inputs()[0]
         if list(inp.shape)[1:] != [3, ALIGNED_SIZE, ALIGNED_SIZE]:

@@ -35,7 +35,9 @@ class Pfld68Landmarker:
 
     def __init__(self, model: LoadedModel, *, provider: Provider = "auto", threads: int = 1) -> None:
         self.model_id = model.model_id
-        self._session = create_session(model.data, provider=provider, intra_op_threads=threads)
+        self._session = create_session(
+            model.data, provider=provider, intra_op_threads=threads, name=model.model_id
+        )
         inp = self._session.get_inputs()[0]
         if list(inp.shape)[1:] != [1, self.INPUT, self.INPUT]:
             raise ModelError(f"landmark input must be [1,1,64,64], got {inp.shape}")
