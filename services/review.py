@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
-from facestream.cliargs import OneLineParser, add_settings
+from facestream.cliargs import OneLineParser, Only, add_settings
 from facestream.errors import ConfigError, FacestreamError
 from facestream.review import commands
 from facestream.review.settings import ReviewSettings
@@ -43,13 +44,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("facestream.review")
 
-SETTINGS: tuple[type[BaseSettings], ...] = (
+SETTINGS: tuple[type[BaseSettings] | Only, ...] = (
     KafkaSettings,
     RuntimeSettings,
     GallerySettings,
     AccountabilitySettings,
     PhotoSettings,
     ReviewSettings,
+    AUDIT_SIGNING,  # what signs its records; the public key is the verifiers'
 )
 
 
@@ -138,7 +140,9 @@ def build(settings: Settings, opened: list[AuditMirror]) -> tuple[ReviewApp, Web
     photo_settings = settings[PhotoSettings]
     runtime = settings[RuntimeSettings]
     config = ReviewConfig.resolve(settings[KafkaSettings], review, runtime.group_id, runtime.shutdown_grace_s)
-    audit = open_audit_mirror(state_dir, settings[KafkaSettings], writer_name("review", runtime.replica_id))
+    audit = open_audit_mirror(
+        state_dir, settings[KafkaSettings], settings[AuditSettings], writer_name("review", runtime.replica_id)
+    )
     opened.append(audit)
     app = ReviewApp(
         config,

@@ -64,6 +64,12 @@ class Only:
         object.__setattr__(self, "fields", fields)
 
 
+def model_of(given: type[BaseSettings] | Only) -> type[BaseSettings]:
+    """The settings model itself, of a model or of some of its fields (`Only`): a process that
+    offers only some fields as flags still builds the whole model (the others from env or file)."""
+    return given.model if isinstance(given, Only) else given
+
+
 def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | Only) -> None:
     """One argument group per settings model, one flag per field (or per field named by `Only`),
     and `--config` once."""

@@ -130,7 +130,7 @@ def test_an_emptied_log_with_a_seal_is_not_silently_restarted(
 def test_the_key_from_the_environment_signs_and_its_public_half_is_published(
     audit_env: AuditKey, audit_gallery: Path
 ) -> None:
-    log = open_audit_log(audit_gallery)
+    log = open_audit_log(audit_gallery, AuditSettings())
     for _ in range(AuditSettings().audit_checkpoint_every - 1):  # the checkpoint is the 100th record
         log.append(actor=OFFICER, action="identify.run", objects={"faces": 3})
     assert not dev_key_path(audit_gallery).exists()
@@ -146,7 +146,7 @@ def test_without_a_key_a_private_dev_key_is_made_beside_the_gallery(
 ) -> None:
     monkeypatch.delenv("FACESTREAM_AUDIT_KEY", raising=False)
     monkeypatch.delenv("FACESTREAM_AUDIT_KEY_FILE", raising=False)
-    open_audit_log(audit_gallery).append(actor=OFFICER, action="gallery.enroll")
+    open_audit_log(audit_gallery, AuditSettings()).append(actor=OFFICER, action="gallery.enroll")
     key = dev_key_path(audit_gallery)
     assert key.parent == audit_gallery.parent  # not inside: a copy of the gallery does not carry it
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -154,7 +154,7 @@ def test_without_a_key_a_private_dev_key_is_made_beside_the_gallery(
     # A dev key others can read is refused rather than used.
     key.chmod(0o644)
     with pytest.raises(AuditError, match="chmod 600"):
-        open_audit_log(audit_gallery).append(actor=OFFICER, action="gallery.enroll")
+        open_audit_log(audit_gallery, AuditSettings()).append(actor=OFFICER, action="gallery.enroll")
 
 
 def test_a_log_signed_with_another_key_does_not_verify(
@@ -180,7 +180,8 @@ def test_threads_and_processes_appending_at_once_keep_one_chain(
         import sys
         from pathlib import Path
         from facestream.accountability.audit import Actor, open_audit_log
-        log = open_audit_log(Path(sys.argv[1]))
+        from facestream.accountability.audit_keys import AuditSettings
+        log = open_audit_log(Path(sys.argv[1]), AuditSettings())
         for i in range(60):
             log.append(actor=Actor(sys.argv[2], "officer"), action="gallery.enroll", objects={"n": i})
         """
@@ -190,7 +191,7 @@ def test_threads_and_processes_appending_at_once_keep_one_chain(
         subprocess.Popen([sys.executable, "-c", script, str(audit_gallery), f"proc{i}"], env=env)
         for i in range(2)
     ]
-    log = open_audit_log(audit_gallery)
+    log = open_audit_log(audit_gallery, AuditSettings())
 
     def writer(name: str) -> None:
         for i in range(40):
@@ -220,8 +221,8 @@ def test_threads_and_processes_appending_at_once_keep_one_chain(
 
 
 def test_the_interface_callers_use(audit_env: AuditKey, audit_gallery: Path) -> None:
-    """open_audit_log(dir).append(actor=, action=, authorisation_id=, objects=) -> AuditRecord."""
-    rec = open_audit_log(audit_gallery / "new").append(
+    """open_audit_log(dir, settings).append(actor=, action=, authorisation_id=, objects=) -> AuditRecord."""
+    rec = open_audit_log(audit_gallery / "new", AuditSettings()).append(
         actor=Actor("ada", "authoriser"),
         action="authorisation.grant",
         authorisation_id="auth_0123456789abcdef",

@@ -150,7 +150,7 @@ def test_opening_it_without_the_audit_topic_is_a_config_error(
     kafka_prefix: KafkaSettings, audit_env: AuditKey, audit_gallery: Path
 ) -> None:
     with pytest.raises(ConfigError, match="audit does not exist"):
-        open_audit_mirror(audit_gallery, kafka_prefix, "matcher-0")
+        open_audit_mirror(audit_gallery, kafka_prefix, AuditSettings(), "matcher-0")
 
 
 def test_writer_names_are_valid_chain_names() -> None:

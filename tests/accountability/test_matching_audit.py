@@ -12,7 +12,7 @@ import pytest
 
 from facestream.accountability.audit_chain import CHECKPOINT
 from facestream.accountability.audit_kafka import read_audit_topic, verify_topic
-from facestream.accountability.audit_keys import PUBLIC_KEYS_FILE, load_key_ring
+from facestream.accountability.audit_keys import PUBLIC_KEYS_FILE, AuditSettings, load_key_ring
 from facestream.accountability.clock import now_ms
 from facestream.accountability.matching import open_matching
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
@@ -43,6 +43,7 @@ def test_the_matchers_purge_records_go_to_its_chain_on_the_audit_topic_too(
         PolicySettings(purge_interval_s=3600),
         kafka_topics,
         RuntimeSettings(replica_id="pod-7"),
+        AuditSettings(),
     )
     matching = open_matching(settings)  # its first sweep expires `short` and purges it
     assert matching.mirror is not None

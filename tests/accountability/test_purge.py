@@ -17,6 +17,7 @@ import pytest
 
 from facestream.accountability.audit import AuditWriter, open_audit_log
 from facestream.accountability.audit_chain import ChainHead
+from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.matching import open_matching
@@ -123,6 +124,7 @@ def test_the_matcher_purges_what_was_revoked_while_it_owned_the_gallery(
         MatcherSettings(),
         AccountabilitySettings(),
         PolicySettings(purge_interval_s=0.3),
+        AuditSettings(),
     )
     matching = open_matching(settings)  # owns the Milvus Lite directory, as the matcher service does
     try:
@@ -183,7 +185,7 @@ def test_sweep_expires_once_and_is_idempotent(tmp_path: Path, faces_dir: Path) -
     assert enroll(gallery, "obama", auth, faces_dir / "enroll" / "obama_1.jpg").status == 0
     g = Gallery(GallerySettings(gallery=str(gallery)))
     try:
-        purger = Purger(gallery, open_audit_log(gallery), g)
+        purger = Purger(gallery, open_audit_log(gallery, AuditSettings()), g)
         later = AuthorisationStore(gallery).get(auth).valid_until_ms + 1
         first = purger.sweep(at_ms=later)
         second = purger.sweep(at_ms=later + 1000)
@@ -215,7 +217,7 @@ def test_an_expiry_that_cannot_be_audited_is_not_stored_and_the_next_sweep_recor
     assert AuthorisationStore(gallery).get(auth).status == "active"  # not expired without its record
     assert "authorisation.expire" not in [r.action for r in audit_records(gallery)]
 
-    report = Purger(gallery, open_audit_log(gallery)).sweep(at_ms=later + 1000)
+    report = Purger(gallery, open_audit_log(gallery, AuditSettings())).sweep(at_ms=later + 1000)
     assert report.expired == [auth]
     assert AuthorisationStore(gallery).get(auth).status == "expired"
     [expiry] = [r for r in audit_records(gallery) if r.action == "authorisation.expire"]

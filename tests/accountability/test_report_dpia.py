@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from facestream.accountability.audit import Actor, open_audit_log
+from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.dpia import HUMAN_MARKER, PLACEHOLDER, fill, template_text
@@ -103,7 +104,7 @@ def test_authorisations_roles_and_rules_in_force_are_listed(
     roles = RoleStore(audit_gallery)
     roles.grant("root", "op.emma", "operator")
     roles.grant("op.emma", "aud.fay", "auditor")
-    open_audit_log(audit_gallery).append(
+    open_audit_log(audit_gallery, AuditSettings()).append(
         actor=Actor("judge.anna", "authoriser"), action="authorisation.grant"
     )
 
@@ -133,14 +134,14 @@ def test_it_is_audited_and_refused_to_other_roles(
     out = tmp_path / "dpia.md"
     code, stdout, _ = dpia(audit_gallery, audit_key, capsys, "--actor", "op.emma", "--output", str(out))
     assert code == 0 and stdout == "" and out.read_text().startswith("# Data protection impact assessment")
-    last = list(open_audit_log(audit_gallery).records())[-1]
+    last = list(open_audit_log(audit_gallery, AuditSettings()).records())[-1]
     assert (last.action, last.actor, dict(last.objects)) == ("report.export", "op.emma", {"report": "dpia"})
 
 
 def test_a_tampered_log_shows_in_the_dpia(
     audit_gallery: Path, audit_key: AuditKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = open_audit_log(audit_gallery)
+    log = open_audit_log(audit_gallery, AuditSettings())
     for n in range(3):
         log.append(actor=Actor("officer.bert", "officer"), action="gallery.enroll", objects={"n": n})
     path = audit_gallery / "audit.log"

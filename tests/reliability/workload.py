@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream import codec
+from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.matching import open_matching
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
 from facestream.camera.sampler import FrameEncoder
@@ -134,6 +135,7 @@ def expected(
         MatcherSettings(episode_gap_s=EPISODE_GAP_S),
         PolicySettings(),
         AccountabilitySettings(state_dir=state_dir),
+        AuditSettings(),
     )
     matching = open_matching(settings)
     detector = DetectorSettings()

@@ -126,7 +126,13 @@ class AuditWriter(ABC):
 
 
 class AuditLog(AuditWriter):
-    """The file log. Safe for threads and for several processes (an exclusive flock per append)."""
+    """The file log. Safe for threads and for several processes (an exclusive flock per append).
+
+    `settings` (key, checkpoint cadence) are what the command or service was configured with:
+    `settings_from(args, AuditSettings)`, so env and flags apply. Left out, they are
+    AuditSettings() from the environment alone, built on the first append: for library use and
+    for reading (`records()` needs none), never for a command, which would ignore its flags.
+    """
 
     def __init__(
         self,
@@ -293,7 +299,8 @@ def read_verified(gallery_dir: Path, keys: KeyRing) -> tuple[Verdict, list[Audit
     return verdict, records
 
 
-def open_audit_log(gallery_dir: Path) -> AuditLog:
-    """The embedded mode's audit log: `audit.log` in the gallery directory, keys from the environment."""
+def open_audit_log(gallery_dir: Path, settings: AuditSettings) -> AuditLog:
+    """The embedded mode's audit log: `audit.log` in the gallery directory, signed as `settings`
+    say (a command's: `settings_from(args, AuditSettings)`; code without args: `AuditSettings()`)."""
     gallery_dir.mkdir(parents=True, exist_ok=True)
-    return AuditLog(gallery_dir / LOG_FILE)
+    return AuditLog(gallery_dir / LOG_FILE, settings=settings)

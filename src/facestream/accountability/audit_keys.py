@@ -6,6 +6,10 @@ gallery directory (`<gallery>.audit-key`, mode 0600, outside the directory so th
 of the gallery does not carry it) with a loud warning: whoever can read it can forge
 checkpoints, so production deployments mount the key from a secret store.
 
+The settings are built by each command and service (cliargs.settings_from: flags > env >
+defaults; the config file still refuses an `audit:` section) and passed to the log it opens.
+Commands that write the log take AUDIT_SIGNING as flags.
+
 Verification needs only public keys. Each signature names its key by `key_id` (the first
 16 hex digits of the sha256 of the raw public key), so rotated keys verify side by side.
 """
@@ -27,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from facestream.cliargs import Only
 from facestream.env_names import EnvNamedSettings
 from facestream.errors import AuditError, ConfigError
 
@@ -52,6 +57,11 @@ class AuditSettings(EnvNamedSettings):
     audit_checkpoint_every: int = Field(
         100, ge=2, le=1_000_000, description="a signed checkpoint after this many records"
     )
+
+
+AUDIT_SIGNING = Only(AuditSettings, "audit_key", "audit_key_file", "audit_checkpoint_every")
+"""What a writer of the log uses: the flags of every command and service that appends to it
+(audit_public_key is the verifiers', given to them as --public-key)."""
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -116,17 +126,19 @@ def parse_private_key(text: str, where: str) -> Ed25519PrivateKey:
         raise ConfigError(f"{where}: not a PEM Ed25519 key nor base64 of a 32-byte seed ({exc})") from None
 
 
+KEY_WHERE = "audit_key (FACESTREAM_AUDIT_KEY or --audit-key)"
+"""How an unusable key is named: it may come from either, and its value is never shown."""
+
+
 def load_signer(settings: AuditSettings, gallery_dir: Path) -> Signer:
     """The configured key, else the gallery's development key (created on first use, with a warning)."""
     if settings.audit_key is not None:
-        return Signer.of(parse_private_key(settings.audit_key.get_secret_value(), "FACESTREAM_AUDIT_KEY"))
+        return Signer.of(parse_private_key(settings.audit_key.get_secret_value(), KEY_WHERE))
     if settings.audit_key_file is not None:
         try:
             text = settings.audit_key_file.read_text()
         except OSError as exc:
-            raise ConfigError(
-                f"FACESTREAM_AUDIT_KEY_FILE {settings.audit_key_file}: {exc.strerror}"
-            ) from None
+            raise ConfigError(f"audit_key_file {settings.audit_key_file}: {exc.strerror}") from None
         return Signer.of(parse_private_key(text, str(settings.audit_key_file)))
     return _development_signer(dev_key_path(gallery_dir))
 
@@ -154,8 +166,8 @@ def _development_signer(path: Path) -> Signer:
     if path.stat().st_mode & 0o077:
         raise AuditError(f"{path}: the audit signing key must not be readable by others (chmod 600)")
     log.warning(
-        "audit log signed with a DEVELOPMENT key (%s); set FACESTREAM_AUDIT_KEY or "
-        "FACESTREAM_AUDIT_KEY_FILE from a secret in any real deployment",
+        "audit log signed with a DEVELOPMENT key (%s); set FACESTREAM_AUDIT_KEY_FILE to a mounted "
+        "secret, or FACESTREAM_AUDIT_KEY, in any real deployment",
         path,
     )
     return Signer.of(parse_private_key(path.read_text(), str(path)), development=True)

@@ -21,7 +21,6 @@ is always the last of its chain, and the next record starts a new chain. The old
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import re
@@ -40,7 +39,6 @@ from facestream.accountability.audit_chain import ChainHead
 from facestream.accountability.audit_kafka import KafkaAuditLog
 from facestream.accountability.audit_keys import AuditSettings, Signer, load_signer, publish_public_key
 from facestream.accountability.clock import now_ms
-from facestream.cliargs import settings_from
 from facestream.errors import AuditError, DeliveryError
 from facestream.runtime import metrics
 from facestream.settings import KafkaSettings
@@ -97,11 +95,11 @@ class AuditMirror(AuditWriter):
         *,
         writer: str,
         topic_prefix: str = "",
-        settings: AuditSettings | None = None,
+        settings: AuditSettings,
         seal_every_s: float | None = SEAL_EVERY_S,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._settings = settings or AuditSettings()
+        self._settings = settings
         self._held = _HeldClock(clock)
         self._producer = producer
         self._signer = signer
@@ -217,13 +215,18 @@ class AuditMirror(AuditWriter):
 
 
 def open_audit_mirror(
-    state_dir: Path, kafka: KafkaSettings, writer: str, *, seal_every_s: float | None = SEAL_EVERY_S
+    state_dir: Path,
+    kafka: KafkaSettings,
+    settings: AuditSettings,
+    writer: str,
+    *,
+    seal_every_s: float | None = SEAL_EVERY_S,
 ) -> AuditMirror:
-    """The Kafka-mode services' audit writer, keys from the environment as for the file log.
+    """The Kafka-mode services' audit writer, signed as `settings` say (the service's own, from its
+    flags and env, as for the file log).
 
     ConfigError when the key is unusable or the audit topic does not exist, so a service fails
     at start rather than at its first record."""
-    settings = settings_from(argparse.Namespace(), AuditSettings)
     state_dir.mkdir(parents=True, exist_ok=True)
     signer = load_signer(settings, state_dir)
     publish_public_key(signer, state_dir)

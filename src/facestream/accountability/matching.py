@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facestream.accountability.audit import open_audit_log
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.audit_mirror import AuditMirror, open_audit_mirror, writer_name
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.policy import AccountablePolicy
@@ -33,8 +34,9 @@ from facestream.stages.match import MatchStage
 
 log = logging.getLogger(__name__)
 
-SETTINGS = (AccountabilitySettings, PolicySettings)
-"""Settings models the matcher service adds to its own."""
+SETTINGS = (AccountabilitySettings, PolicySettings, AUDIT_SIGNING)
+"""Settings models the matcher service adds to its own (of the audit log's, what signs the purge's
+records: the verifiers' public key is not its business)."""
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,20 @@ class Matching:
 
 
 def open_matching(settings: Settings, metrics: MatcherMetrics | None = None) -> Matching:
-    """The stage counts into `metrics`: the matcher service passes the exported group."""
+    """The stage counts into `metrics`: the matcher service passes the exported group. The purge's
+    records are signed as `settings[AuditSettings]` say (required: no env-only fallback)."""
     gallery_s = settings[GallerySettings]
     matcher_s = settings[MatcherSettings]
     policy_s = settings[PolicySettings]
+    audit_s = settings[AuditSettings]
     state_dir = state_dir_of(gallery_s, settings[AccountabilitySettings])
     with ExitStack() as opened:  # closed again if anything below fails
-        mirror = _open_mirror(state_dir, settings)
+        mirror = _open_mirror(state_dir, settings, audit_s)
         if mirror is not None:
             opened.callback(mirror.close)
         gallery = Gallery(gallery_s)
         opened.callback(gallery.close)
-        purger = Purger(state_dir, mirror or open_audit_log(state_dir), gallery)
+        purger = Purger(state_dir, mirror or open_audit_log(state_dir, audit_s), gallery)
         purger.sweep()
         policy = AccountablePolicy(
             AuthorisationStore(state_dir),
@@ -85,12 +89,12 @@ def open_matching(settings: Settings, metrics: MatcherMetrics | None = None) -> 
     return Matching(stage, gallery, scheduler, mirror)
 
 
-def _open_mirror(state_dir: Path, settings: Settings) -> AuditMirror | None:
+def _open_mirror(state_dir: Path, settings: Settings, audit: AuditSettings) -> AuditMirror | None:
     """On Kafka, the file log plus this replica's chain on the audit topic; else None (file log only)."""
     kafka = settings.get(KafkaSettings)
     if kafka is None:
         return None
     runtime = settings.get(RuntimeSettings)
     return open_audit_mirror(
-        state_dir, kafka, writer_name("matcher", runtime.replica_id if runtime else None)
+        state_dir, kafka, audit, writer_name("matcher", runtime.replica_id if runtime else None)
     )

@@ -89,7 +89,7 @@ def key_ring(args: argparse.Namespace, directory: Path | None) -> Any:
     from facestream.accountability.audit_keys import PUBLIC_KEYS_FILE, AuditSettings, KeyRing, load_key_ring
 
     given: list[Path] = list(args.public_keys or [])
-    configured = AuditSettings().audit_public_key
+    configured = settings_from(args, AuditSettings).audit_public_key
     if not given and configured is not None:
         given = [configured]
     if given:
@@ -175,7 +175,7 @@ def action_matches(action: str, wanted: str | None) -> bool:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from facestream.accountability.audit import open_audit_log
+    from facestream.accountability.audit import LOG_FILE, AuditLog
     from facestream.accountability.clock import parse_instant
     from facestream.accountability.roles import resolve_actor
 
@@ -183,7 +183,7 @@ def run_show(args: argparse.Namespace) -> int:
     resolve_actor(directory, "auditor", args.actor)
     lo = parse_instant(args.from_, "--from") if args.from_ else None
     hi = parse_instant(args.to, "--to") if args.to else None
-    for rec in open_audit_log(directory).records():
+    for rec in AuditLog(directory / LOG_FILE).records():  # read only: nothing is signed
         if not action_matches(rec.action, args.action):
             continue
         if args.authorisation is not None and rec.authorisation_id != args.authorisation:

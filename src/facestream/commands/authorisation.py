@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings
 from facestream.cliargs import OneLineParser, Only, add_settings, settings_from
 from facestream.commands.output import emit
@@ -46,7 +47,8 @@ def register(sub: Any) -> None:
     grant.add_argument("--cameras", type=_csv, default=[], metavar="A,B", help="cameras it covers")
     grant.add_argument("--zones", type=_csv, default=[], metavar="Z1,Z2", help="camera zones it covers")
     add_actor_flag(grant)
-    add_settings(grant, Only(GallerySettings, "gallery"), AccountabilitySettings)  # its state dir
+    # of the gallery's settings only its state dir; of the audit log's, what signs its record
+    add_settings(grant, Only(GallerySettings, "gallery"), AccountabilitySettings, AUDIT_SIGNING)
     grant.set_defaults(handler=grant_authorisation)
 
     revoke = asub.add_parser(
@@ -55,7 +57,7 @@ def register(sub: Any) -> None:
     )
     revoke.add_argument("id", metavar="ID", help="authorisation id")
     add_actor_flag(revoke)
-    add_settings(revoke, GallerySettings, AccountabilitySettings)
+    add_settings(revoke, GallerySettings, AccountabilitySettings, AUDIT_SIGNING)
     revoke.set_defaults(handler=revoke_authorisation)
 
     listing = asub.add_parser("list", help="list authorisations, one JSON object each")
@@ -75,7 +77,7 @@ def grant_authorisation(args: argparse.Namespace) -> int:
     actor = resolve_actor(state_dir, "authoriser", args.actor)
     until = parse_instant(args.valid_until, "--valid-until")
     start = parse_instant(args.valid_from, "--valid-from") if args.valid_from else None
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     store = AuthorisationStore(state_dir)
     auth = store.grant(
         case_ref=args.case,
@@ -119,7 +121,7 @@ def revoke_authorisation(args: argparse.Namespace) -> int:
     gallery_s = settings_from(args, GallerySettings)
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "authoriser", args.actor)
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     auth = AuthorisationStore(state_dir).revoke(args.id, actor.name)
     audit.append(actor=actor, action="authorisation.revoke", authorisation_id=auth.id)
     purge_note = "erased"

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
 from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
@@ -61,16 +62,17 @@ def register(sub: Any) -> None:
         DetectorSettings,
         EmbedderSettings,
         ModelSettings,
+        AUDIT_SIGNING,
     )
     enroll.set_defaults(handler=enroll_photos)
     listing = gsub.add_parser("list", help="list enrolled entries, one JSON object each (officer/auditor)")
     add_actor_flag(listing)
-    add_settings(listing, GallerySettings, AccountabilitySettings)
+    add_settings(listing, GallerySettings, AccountabilitySettings, AUDIT_SIGNING)
     listing.set_defaults(handler=list_entries)
     remove = gsub.add_parser("remove", help="remove an identity: its entries and photos (role officer)")
     remove.add_argument("--identity", required=True, type=identity_arg, help="name of the person")
     add_actor_flag(remove)
-    add_settings(remove, GallerySettings, AccountabilitySettings)
+    add_settings(remove, GallerySettings, AccountabilitySettings, AUDIT_SIGNING)
     remove.set_defaults(handler=remove_identity)
     reembed = gsub.add_parser(
         "reembed",
@@ -89,6 +91,7 @@ def register(sub: Any) -> None:
         DetectorSettings,
         EmbedderSettings,
         ModelSettings,
+        AUDIT_SIGNING,
     )
     reembed.set_defaults(handler=reembed_entries)
 
@@ -115,11 +118,11 @@ def enroll_photos(args: argparse.Namespace) -> int:
     key = load_photo_key(
         settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
     )
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     model_s = settings_from(args, ModelSettings)
     embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
     finder = build_finder(settings_from(args, DetectorSettings), model_s)
-    gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
+    gallery = open_gallery(gallery_s, state_dir, audit, dim=embedder.dim)
     try:
         # The sweep may just have ended it; check again with the gallery in hand.
         auth = AuthorisationStore(state_dir).usable(auth.id)
@@ -164,12 +167,13 @@ def list_entries(args: argparse.Namespace) -> int:
 
     state_dir = state_dir_from(args)
     actor = resolve_actor_any(state_dir, ("officer", "auditor"), args.actor)
-    gallery = open_gallery(settings_from(args, GallerySettings), state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
+    gallery = open_gallery(settings_from(args, GallerySettings), state_dir, audit)
     try:
         entries = gallery.entries()
     finally:
         gallery.close()
-    audit_for(state_dir).append(actor=actor, action="gallery.list", objects={"entries": len(entries)})
+    audit.append(actor=actor, action="gallery.list", objects={"entries": len(entries)})
     for entry in entries:
         emit(
             {
@@ -191,8 +195,8 @@ def remove_identity(args: argparse.Namespace) -> int:
 
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "officer", args.actor)
-    audit = audit_for(state_dir)
-    gallery = open_gallery(settings_from(args, GallerySettings), state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
+    gallery = open_gallery(settings_from(args, GallerySettings), state_dir, audit)
     try:
         removed = gallery.remove_entries([e.entry_id for e in gallery.entries_of(args.identity)])
         photos = erase_photos_of(state_dir, removed, gallery)
@@ -224,7 +228,8 @@ def reembed_entries(args: argparse.Namespace) -> int:
     model_s = settings_from(args, ModelSettings)
     embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
     finder = build_finder(settings_from(args, DetectorSettings), model_s)
-    gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
+    gallery = open_gallery(gallery_s, state_dir, audit, dim=embedder.dim)
     try:
         summary = reembed(
             state_dir,
@@ -233,7 +238,7 @@ def reembed_entries(args: argparse.Namespace) -> int:
             embedder,
             gallery_s,
             photo_settings=settings_from(args, PhotoSettings),
-            audit=audit_for(state_dir),
+            audit=audit,
             actor=actor,
             drop_old=args.drop_old,
         )

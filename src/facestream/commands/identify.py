@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.roles import add_actor_flag
 from facestream.accountability.settings import AccountabilitySettings
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec
@@ -117,6 +118,7 @@ def register(sub: Any) -> None:
         DetectorSettings,
         EmbedderSettings,
         ModelSettings,
+        AUDIT_SIGNING,
     )
     p.set_defaults(handler=run)
 
@@ -188,7 +190,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         RuleStore(state_dir),
         CameraZones({spec.camera_id: spec.zone for spec in specs}),
     )
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     log.info("identify: %s", describe(matcher_s))
     quiet_camera_libraries()
     tally = RunTally(args.sources, specs)
@@ -219,7 +221,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     candidates = 0
     interrupted = False
     failures: list[SourceFailure] = []
-    gallery = open_gallery(gallery_s, state_dir, dim=embedder.dim)
+    gallery = open_gallery(gallery_s, state_dir, audit, dim=embedder.dim)
     detector_metrics = DetectorMetrics.create()  # this run's own: the summary reads it
     try:
         pipeline = CountingPipeline(

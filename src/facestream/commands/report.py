@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facestream.cliargs import OneLineParser, settings_from
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
+from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.audit import add_state_flags, key_ring, state_dir
 from facestream.errors import ConfigError
 
@@ -38,16 +39,18 @@ def register(sub: Any) -> None:
         action="append",
         type=Path,
         metavar="PATH",
-        help="public key(s) to verify the log with (default: audit.pub in the gallery)",
+        help="public key(s) to verify the log with (default: env FACESTREAM_AUDIT_PUBLIC_KEY, else "
+        "audit.pub in the gallery)",
     )
     add_actor_flag(tr)
+    add_settings(tr, AUDIT_SIGNING)  # the export is recorded, signed
     tr.set_defaults(handler=run_transparency)
 
     dp = rsub.add_parser(
         "dpia",
         help="the DPIA template filled from this deployment's configuration (role operator or auditor)",
-        description="Fill docs/dpia-template.md from the settings (environment), topic retention, "
-        "authorisations, roles, suspension rules, models and the audit log. Sections marked "
+        description="Fill docs/dpia-template.md from the settings (environment, --config file), topic "
+        "retention, authorisations, roles, suspension rules, models and the audit log. Sections marked "
         "TO BE COMPLETED are left for a person.",
     )
     add_state_flags(dp)
@@ -56,6 +59,7 @@ def register(sub: Any) -> None:
         "--public-key", dest="public_keys", action="append", type=Path, metavar="PATH", help=argparse.SUPPRESS
     )
     add_actor_flag(dp)
+    add_settings(dp, AUDIT_SIGNING)  # described, and signs the export's record
     dp.set_defaults(handler=run_dpia)
 
 
@@ -93,7 +97,7 @@ def run_transparency(args: argparse.Namespace) -> int:
     report = transparency(records, lo, hi, state)
     text = to_html(report) if args.format == "html" else json.dumps(report, indent=2, sort_keys=True) + "\n"
     # Recorded before it leaves: an export the log cannot record does not happen.
-    open_audit_log(directory).append(
+    open_audit_log(directory, settings_from(args, AuditSettings)).append(
         actor=actor,
         action="report.export",
         objects={
@@ -111,7 +115,6 @@ def run_transparency(args: argparse.Namespace) -> int:
 
 def run_dpia(args: argparse.Namespace) -> int:
     from facestream.accountability.audit import open_audit_log
-    from facestream.accountability.audit_keys import AuditSettings
     from facestream.accountability.authorisations import AuthorisationStore
     from facestream.accountability.clock import now_ms
     from facestream.accountability.dpia import Deployment, render
@@ -155,6 +158,6 @@ def run_dpia(args: argparse.Namespace) -> int:
         now_ms=now_ms(),
     )
     text = render(deployment)
-    open_audit_log(directory).append(actor=actor, action="report.export", objects={"report": "dpia"})
+    open_audit_log(directory, audit).append(actor=actor, action="report.export", objects={"report": "dpia"})
     _write(text, args.output)
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, Only, add_settings
+from facestream.cliargs import OneLineParser, Only, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.settings import GallerySettings
 
@@ -30,7 +31,8 @@ def register(sub: Any) -> None:
         cmd.add_argument("--role", required=True, choices=ROLES, help="the role")
         cmd.add_argument("member", metavar="NAME", help="account name of the person")
         add_actor_flag(cmd)
-        add_settings(cmd, Only(GallerySettings, "gallery"), AccountabilitySettings)  # its state dir
+        # of the gallery's settings only its state dir; of the audit log's, what signs its record
+        add_settings(cmd, Only(GallerySettings, "gallery"), AccountabilitySettings, AUDIT_SIGNING)
         cmd.set_defaults(handler=handler)
     listing = rsub.add_parser("list", help="list role assignments as JSON (and the mode); any role")
     add_actor_flag(listing)
@@ -45,7 +47,7 @@ def _change(args: argparse.Namespace, op: str) -> int:
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "operator", args.actor)
     store = RoleStore(state_dir)
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     if op == "grant":
         store.grant(actor.name, args.member, args.role)
     else:

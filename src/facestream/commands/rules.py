@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, Only, add_settings
+from facestream.cliargs import OneLineParser, Only, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.settings import GallerySettings
 
@@ -41,12 +42,12 @@ def register(sub: Any) -> None:
     add.add_argument("--until", dest="ends", required=True, metavar="ISO8601", help="end")
     add.add_argument("--reason", required=True, metavar="TEXT", help="why, e.g. 'demonstration, Main Sq.'")
     add_actor_flag(add)
-    add_settings(add, Only(GallerySettings, "gallery"), AccountabilitySettings)
+    add_settings(add, Only(GallerySettings, "gallery"), AccountabilitySettings, AUDIT_SIGNING)
     add.set_defaults(handler=add_rule)
     remove = rsub.add_parser("remove", help="remove a suspension rule (role authoriser)")
     remove.add_argument("id", metavar="ID", help="rule id")
     add_actor_flag(remove)
-    add_settings(remove, Only(GallerySettings, "gallery"), AccountabilitySettings)
+    add_settings(remove, Only(GallerySettings, "gallery"), AccountabilitySettings, AUDIT_SIGNING)
     remove.set_defaults(handler=remove_rule)
     listing = rsub.add_parser("list", help="list suspension rules, one JSON object each")
     listing.add_argument("--current", action="store_true", help="only rules in effect now")
@@ -64,7 +65,7 @@ def add_rule(args: argparse.Namespace) -> int:
     state_dir = state_dir_from(args)
     actor = resolve_actor_any(state_dir, ("operator", "authoriser"), args.actor)
     at = now_ms()
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     rule = RuleStore(state_dir).add(
         zones=args.zones,
         cameras=args.cameras,
@@ -86,7 +87,7 @@ def remove_rule(args: argparse.Namespace) -> int:
 
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "authoriser", args.actor)
-    audit = audit_for(state_dir)
+    audit = audit_for(state_dir, settings_from(args, AuditSettings))
     rule = RuleStore(state_dir).remove(args.id)
     audit.append(actor=actor, action="rules.change", objects=_audited(rule, "remove"))
     emit({**rule.public(), "removed": True})

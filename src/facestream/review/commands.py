@@ -16,8 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.cliargs import OneLineParser, add_settings
+from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.errors import ConfigError
 from facestream.settings import GallerySettings
@@ -33,6 +34,7 @@ def register(sub: Any) -> None:
     def command(
         name: str, handler: Handler, text: str, *, member: bool = True, password: bool = False
     ) -> None:
+        """`member`: a change to NAME's account, audited (so it takes the audit log's signing flags)."""
         p: OneLineParser = sub.add_parser(name, help=text, description=text)
         if member:
             p.add_argument("member", metavar="NAME", help="account name of the reviewer")
@@ -42,6 +44,8 @@ def register(sub: Any) -> None:
             )
         add_actor_flag(p)
         add_settings(p, GallerySettings, AccountabilitySettings)
+        if member:
+            add_settings(p, AUDIT_SIGNING)
         p.set_defaults(review_handler=handler)
 
     command("add-reviewer", add_reviewer, "create a reviewer account (role operator)", password=True)
@@ -78,7 +82,7 @@ def _change(args: argparse.Namespace, op: str) -> int:
         accounts.remove(args.member)
     else:
         accounts.add(args.member, read_password(args), by=actor.name, replace=op == "set-password")
-    audit_for(state_dir).append(
+    audit_for(state_dir, settings_from(args, AuditSettings)).append(
         actor=actor,
         action="config.change",
         objects={"setting": "review.accounts", "op": op, "account": args.member},

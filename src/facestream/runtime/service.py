@@ -33,7 +33,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pydantic_settings import BaseSettings
 
-from facestream.cliargs import OneLineParser, add_settings, fail, settings_from
+from facestream.cliargs import OneLineParser, Only, add_settings, fail, model_of, settings_from
 from facestream.codec import Codec
 from facestream.errors import FacestreamError
 from facestream.runtime.health import Health, serve
@@ -193,7 +193,7 @@ class ConsumingService(Generic[In, Out]):
 
     name: str
     description: str
-    settings: tuple[type[BaseSettings], ...]
+    settings: tuple[type[BaseSettings] | Only, ...]
     input_topic: str
     input_codec: Codec[In]
     output_topic: str
@@ -260,8 +260,9 @@ class ConsumingService(Generic[In, Out]):
         return self.run(self.parser().parse_args(argv))
 
 
-def parse_settings(args: argparse.Namespace, models: Sequence[type[BaseSettings]]) -> Settings:
+def parse_settings(args: argparse.Namespace, models: Sequence[type[BaseSettings] | Only]) -> Settings:
+    """Each model (an `Only` of one: the whole model) from flags, env and the --config file."""
     try:
-        return Settings(*(settings_from(args, model) for model in models))
+        return Settings(*(settings_from(args, model_of(model)) for model in models))
     except FacestreamError as exc:
         fail(str(exc))
