@@ -129,9 +129,9 @@ class AuditLog(AuditWriter):
     """The file log. Safe for threads and for several processes (an exclusive flock per append).
 
     `settings` (key, checkpoint cadence) are what the command or service was configured with:
-    `settings_from(args, AuditSettings)`, so env and flags apply. Left out, they are
+    `settings_from(args, AuditSettings)`, so --config, env and flags apply. Left out, they are
     AuditSettings() from the environment alone, built on the first append: for library use and
-    for reading (`records()` needs none), never for a command, which would ignore its flags.
+    for reading (`records()` needs none), never for a command, which would ignore its config file.
     """
 
     def __init__(

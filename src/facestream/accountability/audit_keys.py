@@ -1,14 +1,15 @@
 """The audit log's signing key (Ed25519) and the public keys that verify it.
 
 The private key is a secret: `FACESTREAM_AUDIT_KEY` (PEM, or base64 of the 32-byte seed)
-or `FACESTREAM_AUDIT_KEY_FILE`. Without either, a development key is generated beside the
-gallery directory (`<gallery>.audit-key`, mode 0600, outside the directory so that a copy
-of the gallery does not carry it) with a loud warning: whoever can read it can forge
-checkpoints, so production deployments mount the key from a secret store.
+or `FACESTREAM_AUDIT_KEY_FILE` (or `audit_key_file` in the config file's `audit:` section).
+Without either, a development key is generated beside the gallery directory
+(`<gallery>.audit-key`, mode 0600, outside the directory so that a copy of the gallery does
+not carry it) with a loud warning: whoever can read it can forge checkpoints, so production
+deployments mount the key from a secret store.
 
-The settings are built by each command and service (cliargs.settings_from: flags > env >
-defaults; the config file still refuses an `audit:` section) and passed to the log it opens.
-Commands that write the log take AUDIT_SIGNING as flags.
+The settings come from wherever every other setting does: flags > env > the `--config` file's
+`audit:` section > defaults (cliargs.settings_from), built by each command and service and passed
+to the log it opens. Commands that write the log take AUDIT_SIGNING as flags.
 
 Verification needs only public keys. Each signature names its key by `key_id` (the first
 16 hex digits of the sha256 of the raw public key), so rotated keys verify side by side.
@@ -126,8 +127,8 @@ def parse_private_key(text: str, where: str) -> Ed25519PrivateKey:
         raise ConfigError(f"{where}: not a PEM Ed25519 key nor base64 of a 32-byte seed ({exc})") from None
 
 
-KEY_WHERE = "audit_key (FACESTREAM_AUDIT_KEY or --audit-key)"
-"""How an unusable key is named: it may come from either, and its value is never shown."""
+KEY_WHERE = "audit_key (FACESTREAM_AUDIT_KEY, --audit-key or the config file's audit.audit_key)"
+"""How an unusable key is named: it may come from any of the three, and its value is never shown."""
 
 
 def load_signer(settings: AuditSettings, gallery_dir: Path) -> Signer:
@@ -166,8 +167,8 @@ def _development_signer(path: Path) -> Signer:
     if path.stat().st_mode & 0o077:
         raise AuditError(f"{path}: the audit signing key must not be readable by others (chmod 600)")
     log.warning(
-        "audit log signed with a DEVELOPMENT key (%s); set FACESTREAM_AUDIT_KEY_FILE to a mounted "
-        "secret, or FACESTREAM_AUDIT_KEY, in any real deployment",
+        "audit log signed with a DEVELOPMENT key (%s); set FACESTREAM_AUDIT_KEY_FILE (or the config "
+        "file's audit.audit_key_file) to a mounted secret, or FACESTREAM_AUDIT_KEY, in any real deployment",
         path,
     )
     return Signer.of(parse_private_key(path.read_text(), str(path)), development=True)

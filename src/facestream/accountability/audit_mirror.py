@@ -223,7 +223,7 @@ def open_audit_mirror(
     seal_every_s: float | None = SEAL_EVERY_S,
 ) -> AuditMirror:
     """The Kafka-mode services' audit writer, signed as `settings` say (the service's own, from its
-    flags and env, as for the file log).
+    flags, env and --config file, as for the file log).
 
     ConfigError when the key is unusable or the audit topic does not exist, so a service fails
     at start rather than at its first record."""

@@ -2,7 +2,7 @@
 
 Commands stay short: `state_dir_from(args)` finds the state directory from the flags,
 `audit_for(state_dir, settings_from(args, AuditSettings))` is the audit log, signed as the
-command was configured (flags, env), and
+command was configured (flags, env, the --config file's `audit:` section), and
 `open_gallery(...)` opens the Milvus gallery and runs the purge sweep on it, recorded in that
 log (expiry is enforced "whenever the gallery is opened").
 """

@@ -67,7 +67,8 @@ def register(sub: Any) -> None:
         default=None,
         metavar="PATH",
         help="PEM public key(s) to verify with, from a trusted place (repeatable; env "
-        "FACESTREAM_AUDIT_PUBLIC_KEY; default: audit.pub beside the log, trusted on first use)",
+        "FACESTREAM_AUDIT_PUBLIC_KEY, config file audit.audit_public_key; default: audit.pub beside "
+        "the log, trusted on first use)",
     )
     verify.add_argument("--kafka", action="store_true", help="verify the audit topic on the Kafka cluster")
     add_settings(verify, KafkaSettings)
@@ -89,7 +90,7 @@ def key_ring(args: argparse.Namespace, directory: Path | None) -> Any:
     from facestream.accountability.audit_keys import PUBLIC_KEYS_FILE, AuditSettings, KeyRing, load_key_ring
 
     given: list[Path] = list(args.public_keys or [])
-    configured = settings_from(args, AuditSettings).audit_public_key
+    configured = settings_from(args, AuditSettings).audit_public_key  # env, else the --config file
     if not given and configured is not None:
         given = [configured]
     if given:
@@ -134,7 +135,9 @@ def _verify_kafka(args: argparse.Namespace) -> int:
     kafka = settings_from(args, KafkaSettings)
     keys = key_ring(args, None)
     if not keys.keys:
-        raise ConfigError("--kafka needs --public-key (or FACESTREAM_AUDIT_PUBLIC_KEY)")
+        raise ConfigError(
+            "--kafka needs --public-key (or FACESTREAM_AUDIT_PUBLIC_KEY, or audit.audit_public_key)"
+        )
     verdicts = verify_topic(kafka, keys)
     topic = kafka.topic_prefix + AUDIT
     for verdict in verdicts:

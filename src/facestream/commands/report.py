@@ -39,8 +39,8 @@ def register(sub: Any) -> None:
         action="append",
         type=Path,
         metavar="PATH",
-        help="public key(s) to verify the log with (default: env FACESTREAM_AUDIT_PUBLIC_KEY, else "
-        "audit.pub in the gallery)",
+        help="public key(s) to verify the log with (default: env FACESTREAM_AUDIT_PUBLIC_KEY, config "
+        "file audit.audit_public_key, else audit.pub in the gallery)",
     )
     add_actor_flag(tr)
     add_settings(tr, AUDIT_SIGNING)  # the export is recorded, signed
