@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 
 import facestream.cli
 from facestream.commands.kafka_admin import pairs
+from facestream.config_file import CONFIG_ENV
 from facestream.env_names import env_name
 from facestream.settings import KafkaSettings
 from facestream.transport.kafka import client_config
@@ -23,7 +24,10 @@ from tests.fixtures.helm import CHART, CI_VALUES, REPO, Rendered, RenderResult
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 STRIMZI = next(p for p in CI_VALUES if "strimzi" in p.name)
-EXTRA_ENV = {"FACESTREAM_NPM_REGISTRY"}  # read by vision/models.py, not a settings field
+EXTRA_ENV = {
+    "FACESTREAM_NPM_REGISTRY",  # read by vision/models.py, not a settings field
+    CONFIG_ENV,  # the settings file itself (values `config`), read by every command
+}
 
 
 def subcommands() -> set[str]:

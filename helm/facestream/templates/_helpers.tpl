@@ -353,3 +353,126 @@ kafka.ports (brokers advertising other ports), each once, as integers.
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end -}}
+
+{{/*
+The deployment's settings file (values `config`, docs/configuration.md): the ConfigMap
+<fullname>-config, key facestream.yaml, mounted in every facestream container at
+/etc/facestream/config with FACESTREAM_CONFIG naming the file. Nothing when `config` is empty.
+*/}}
+{{- define "facestream.configFile" -}}
+{{- toYaml .Values.config -}}
+{{- end -}}
+
+{{- define "facestream.configMapName" -}}
+{{- include "facestream.componentName" (list . "config") -}}
+{{- end -}}
+
+{{/* The topic Job's copy: a pre-install hook runs before the release's own ConfigMap exists. */}}
+{{- define "facestream.configHookMapName" -}}
+{{- include "facestream.componentName" (list . "topics-config") -}}
+{{- end -}}
+
+{{- define "facestream.configPath" -}}/etc/facestream/config/facestream.yaml{{- end -}}
+
+{{- define "facestream.configEnv" -}}
+{{- if .Values.config }}
+- name: FACESTREAM_CONFIG
+  value: {{ include "facestream.configPath" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "facestream.configVolumeMount" -}}
+{{- if .Values.config }}
+- name: config
+  mountPath: {{ include "facestream.configPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The config volume. Call with (list $ <ConfigMap name>). */}}
+{{- define "facestream.configVolume" -}}
+{{- $root := index . 0 -}}
+{{- if $root.Values.config }}
+- name: config
+  configMap:
+    name: {{ index . 1 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The sections of the file: one per settings model (config_file.settings_models; tests/helm keeps
+the two equal).
+*/}}
+{{- define "facestream.configSections" -}}
+[kafka, runtime, model, sampler, detector, embedder, gallery, matcher, accountability, photo, policy, audit, review]
+{{- end -}}
+
+{{/*
+The sections facestream refuses in the file, read from env vars only (config_file.ENV_ONLY, none
+now; tests/helm keeps the two equal): refused by the chart too, rather than by every pod at start.
+*/}}
+{{- define "facestream.configEnvOnly" -}}
+[]
+{{- end -}}
+
+{{/*
+The secret settings (SecretStr in the code; tests/helm keeps the list complete), and the Secret
+that gives each instead: a ConfigMap is readable by whoever may read the namespace's ConfigMaps,
+and Helm keeps every revision's values in the release history.
+*/}}
+{{- define "facestream.configSecrets" -}}
+kafka.sasl_password: kafka.sasl.existingSecret (or strimzi.users)
+gallery.gallery_token: gallery.external.tokenSecret
+photo.photo_key: accountability.photoKeySecret
+audit.audit_key: accountability.auditKeySecret
+{{- end -}}
+
+{{/*
+The settings the chart passes itself, as env vars, which win over the file: one given in `config`
+would be silently ignored (tests/helm keeps the list complete: every env var the chart sets).
+review_app_id is no env var of the chart, but the review app's group is review.consumerGroup, which
+the ACLs, KEDA and `cluster status` use. Each names the chart value to set instead, or {fixed: what}
+for a value the chart fixes.
+*/}}
+{{- define "facestream.configOwned" -}}
+kafka.bootstrap_servers: kafka.bootstrapServers
+kafka.security_protocol: kafka.securityProtocol
+kafka.topic_prefix: kafka.topicPrefix
+kafka.client_id: {fixed: "facestream-<service>, one per service"}
+kafka.sasl_mechanism: kafka.sasl.mechanism
+kafka.sasl_username: kafka.sasl.existingSecret (or strimzi.users)
+kafka.ssl_ca_location: kafka.tls.caSecret
+kafka.ssl_certificate_location: kafka.tls.clientCertSecret (or strimzi.users)
+kafka.ssl_key_location: kafka.tls.clientCertSecret (or strimzi.users)
+runtime.metrics_port: metricsPort
+runtime.log_level: logLevel
+runtime.log_format: logFormat
+runtime.group_id: <service>.consumerGroup
+model.model_dir: models.source
+model.execution_provider: embedder.gpu.enabled
+gallery.gallery: gallery.mode (and gallery.external.uri)
+gallery.collection: gallery.collection
+gallery.index_type: gallery.index.type
+gallery.hnsw_m: gallery.index.hnswM
+gallery.hnsw_ef_construction: gallery.index.hnswEfConstruction
+gallery.search_ef: gallery.index.searchEf
+gallery.ivf_nlist: gallery.index.ivfNlist
+gallery.ivf_nprobe: gallery.index.ivfNprobe
+matcher.episodes_app_id: matcher.episodesGroup
+matcher.episodes_data_dir: {fixed: "/var/lib/facestream/episodes, in the pod's work volume"}
+accountability.state_dir: accountability.stateClaimName
+audit.audit_key_file: accountability.auditKeySecret (the chart mounts no key file)
+policy.purge_interval_s: accountability.purgeIntervalSeconds
+policy.cameras_file: accountability.camerasConfigMap
+review.review_port: review.web.port
+review.review_cookie_secure: review.web.cookieSecure
+review.review_trusted_proxies: review.web.trustedProxies
+review.review_behind_tls: review.web.behindTls
+review.review_hsts_max_age_s: review.web.hstsMaxAgeSeconds
+review.review_signin_window_s: review.web.signin.windowSeconds
+review.review_signin_per_account_client: review.web.signin.perAccountClient
+review.review_signin_per_client: review.web.signin.perClient
+review.review_signin_per_account: review.web.signin.perAccount
+review.review_data_dir: {fixed: "/var/lib/facestream/review, in the pod's work volume"}
+review.review_app_id: review.consumerGroup
+{{- end -}}
