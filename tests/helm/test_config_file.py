@@ -413,11 +413,19 @@ def chart_set_settings(
     k8s_tools: K8sTools, tmp_path: Path, rendered: dict[str, Rendered]
 ) -> set[tuple[str, str]]:
     """(section, field) of every env var the chart sets itself in any container: every ci variant,
-    plus what they leave off (a mutual-TLS client certificate). Env vars an operator gives in
-    <service>.env are theirs, not the chart's."""
+    plus the options they leave off (a mutual-TLS client certificate, the review app's SSO). Env
+    vars an operator gives in <service>.env are theirs, not the chart's."""
     variants = [(v.values_file, v.objects) for v in rendered.values()]
     extras = [
         {"kafka": {"securityProtocol": "SSL", "tls": {"caSecret": "ca", "clientCertSecret": "client"}}},
+        {
+            "review": {
+                "web": {
+                    "trustedProxies": ["10.0.0.0/8"],
+                    "sso": {"userHeader": "X-Auth-Request-Email", "reviewerGroups": ["reviewers"]},
+                }
+            }
+        },
     ]
     for n, extra in enumerate(extras):
         file = tmp_path / f"extra-{n}.yaml"
@@ -440,7 +448,11 @@ def test_settings_the_chart_sets_are_refused_in_the_file(
     """An env var wins over the file, so a setting the chart passes would be silently ignored there:
     each one is refused, naming what to set instead."""
     owned = chart_set_settings(k8s_tools, tmp_path, rendered)
-    assert {("kafka", "bootstrap_servers"), ("runtime", "log_level"), ("review", "review_port")} <= owned
+    assert {
+        ("kafka", "bootstrap_servers"),
+        ("runtime", "log_level"),
+        ("review", "review_sso_user_header"),
+    } <= owned
     assert len(owned) > 30
     # not an env var of the chart, but the review app's group id: the ACLs, KEDA and `cluster status`
     # know it as review.consumerGroup

@@ -473,6 +473,10 @@ review.review_signin_window_s: review.web.signin.windowSeconds
 review.review_signin_per_account_client: review.web.signin.perAccountClient
 review.review_signin_per_client: review.web.signin.perClient
 review.review_signin_per_account: review.web.signin.perAccount
+review.review_sso_user_header: review.web.sso.userHeader
+review.review_sso_groups_header: review.web.sso.groupsHeader
+review.review_sso_reviewer_groups: review.web.sso.reviewerGroups
+review.review_sso_logout_url: review.web.sso.logoutUrl
 review.review_data_dir: {fixed: "/var/lib/facestream/review, in the pod's work volume"}
 review.review_app_id: review.consumerGroup
 {{- end -}}
