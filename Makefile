@@ -51,6 +51,7 @@ test-deps:
 	scripts/browser-tools.sh
 	scripts/k8s-tools.sh
 	scripts/sso-tools.sh
+	scripts/schema-registry.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
