@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Literal
@@ -11,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from facestream.errors import ModelError
+from facestream.vision.models import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +64,24 @@ def create_session(
     made-up input, well under a second for the bundled models); on CUDA it is onnxruntime's default.
     """
     providers = choose_providers(provider)
-    default = _session(model, providers, intra_op_threads, ())
     if providers != ["CPUExecutionProvider"]:
-        return default
-    key = (hashlib.sha256(model).hexdigest(), intra_op_threads)
+        return _session(model, providers, intra_op_threads, ())
+    key = (sha256_of(model), intra_op_threads)
     keep = _layout_choice.get(key)
-    if keep is None:
-        plain = _session(model, providers, intra_op_threads, (LAYOUT_TRANSFORM,))
-        with_ms, plain_ms = cpu_ms_per_run(default), cpu_ms_per_run(plain)
-        keep = keeps_layout_transform(with_ms, plain_ms)
-        _layout_choice[key] = keep
-        log.info(
-            "%s: onnxruntime's NCHWc layout %s on this CPU (%.1f ms of CPU a run with it, %.1f without)",
-            name,
-            "kept" if keep else "off, slower",
-            with_ms or float("nan"),
-            plain_ms or float("nan"),
-        )
-        return default if keep else plain
-    return default if keep else _session(model, providers, intra_op_threads, (LAYOUT_TRANSFORM,))
+    if keep is not None:  # timed before in this process: build only the session chosen then
+        return _session(model, providers, intra_op_threads, () if keep else (LAYOUT_TRANSFORM,))
+    default = _session(model, providers, intra_op_threads, ())
+    plain = _session(model, providers, intra_op_threads, (LAYOUT_TRANSFORM,))
+    with_ms, plain_ms = cpu_ms_per_run(default), cpu_ms_per_run(plain)
+    keep = _layout_choice[key] = keeps_layout_transform(with_ms, plain_ms)
+    log.info(
+        "%s: onnxruntime's NCHWc layout %s on this CPU (%.1f ms of CPU a run with it, %.1f without)",
+        name,
+        "kept" if keep else "off, slower",
+        with_ms or float("nan"),
+        plain_ms or float("nan"),
+    )
+    return default if keep else plain
 
 
 def keeps_layout_transform(with_ms: float | None, plain_ms: float | None) -> bool:
