@@ -19,7 +19,7 @@ from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from facestream.config_file import CONFIG_ENV, ENV_ONLY, config_path, load_config, section_of
+from facestream.config_file import CONFIG_ENV, config_path, load_config, section_of
 from facestream.env_names import env_name, env_names
 from facestream.errors import ConfigError
 
@@ -77,9 +77,7 @@ def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | 
     for given in models:
         model, fields = (given.model, given.fields) if isinstance(given, Only) else (given, None)
         title = (model.__doc__ or model.__name__).strip().splitlines()[0]
-        section = section_of(model)
-        where = "not in the config file" if section in ENV_ONLY else f"config file section {section}:"
-        group = parser.add_argument_group(f"{title} [{where}]")
+        group = parser.add_argument_group(f"{title} [config file section {section_of(model)}:]")
         for name, field in model.model_fields.items():
             if fields is not None and name not in fields:
                 continue

@@ -30,7 +30,6 @@ import yaml
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from facestream.env_names import env_name
 from facestream.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,12 +42,6 @@ NO_ENV = "="
 """An env prefix no variable name can carry ('=' ends a name): validates a section without env."""
 
 NULL_TAG = "tag:yaml.org,2002:null"
-
-ENV_ONLY: frozenset[str] = frozenset()
-"""Sections the file refuses, because some reader of the model builds it from env vars alone and
-would silently ignore what the file says (as the audit log once did, signing with a development key
-while the file named the real one). None now, every model being built with cliargs.settings_from;
-kept as the guard for the next such model (tested in tests/commands/test_config_file.py)."""
 
 
 def settings_models() -> tuple[type[BaseSettings], ...]:
@@ -159,17 +152,12 @@ def _load(name: str, _mtime_ns: int, _size: int) -> ConfigFile:
         name = str(key_node.value)
         at = f"{path}:{_line(key_node)}: {_printable(name)}"
         if name not in models:
-            readable = sorted(set(models) - ENV_ONLY)
             hint = (
-                _belongs(name, owner[name], models)
+                _belongs(owner[name])
                 if name in owner
-                else _did_you_mean(name, models) or f" (sections: {', '.join(readable)})"
+                else _did_you_mean(name, models) or f" (sections: {', '.join(sorted(models))})"
             )
             raise ConfigError(f"{at}: unknown section{hint}")
-        if name in ENV_ONLY:
-            raise ConfigError(
-                f"{at}: not read from this file yet; set {_env_names(models[name])} in the environment"
-            )
         if isinstance(body, yaml.ScalarNode) and body.tag == NULL_TAG:
             continue  # `gallery:` with nothing under it yet
         if not isinstance(body, yaml.MappingNode):
@@ -180,11 +168,7 @@ def _load(name: str, _mtime_ns: int, _size: int) -> ConfigFile:
             field = str(field_node.value)
             here = f"{path}:{_line(field_node)}: {name}.{_printable(field)}"
             if field not in model.model_fields:
-                hint = (
-                    _belongs(field, owner[field], models)
-                    if field in owner
-                    else _did_you_mean(field, model.model_fields)
-                )
+                hint = _belongs(owner[field]) if field in owner else _did_you_mean(field, model.model_fields)
                 raise ConfigError(f"{here}: unknown setting{hint}")
             if not isinstance(value, yaml.ScalarNode):
                 raise ConfigError(f"{here}: expected one value, not {_kind(value)}")
@@ -281,15 +265,9 @@ def _is_secret(model: type[BaseSettings], field: str) -> bool:
     return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
 
 
-def _belongs(field: str, section: str, models: Mapping[str, type[BaseSettings]]) -> str:
-    """Where a setting given in the wrong place goes: its section, or the env for an env-only one."""
-    if section in ENV_ONLY:
-        return f"; it is read only from env var {_env_names(models[section], field)}"
+def _belongs(section: str) -> str:
+    """Where a setting given in the wrong place goes: its section."""
     return f"; it belongs under `{section}:`"
-
-
-def _env_names(model: type[BaseSettings], *fields: str) -> str:
-    return ", ".join(env_name(model, field) for field in fields or model.model_fields)
 
 
 def _did_you_mean(name: str, known: Mapping[str, object]) -> str:

@@ -22,7 +22,6 @@ from facestream.services import detector, review
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from facestream import cliargs, config_file
 from facestream.accountability.audit_keys import dev_key_path, key_id
 from facestream.accountability.settings import AccountabilitySettings
 from facestream.cliargs import OneLineParser, add_settings, describe, settings_from
@@ -191,24 +190,6 @@ def test_no_error_shows_a_value(tmp_path: Path, text: str) -> None:
         assert "hunter2-secret: unknown section" in str(caught.value)
     else:
         assert "hunter2" not in str(caught.value)
-
-
-def test_a_section_not_read_from_the_file_is_refused_not_ignored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ENV_ONLY is empty now (the audit log's readers were its last), but a model some reader builds
-    from env alone must be refused by name, never silently ignored: test the guard with one."""
-    assert frozenset() == config_file.ENV_ONLY
-    for module in (config_file, cliargs):  # cliargs holds its own name of the set
-        monkeypatch.setattr(module, "ENV_ONLY", frozenset({"review"}))
-    with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path, "review:\n  review_port: 8181\n"))
-    assert "review: not read from this file yet; set FACESTREAM_REVIEW_" in str(caught.value)
-    with pytest.raises(ConfigError, match="review_port: unknown setting; it is read only from env var"):
-        load_config(write(tmp_path, "runtime:\n  review_port: 8181\n", "other.yaml"))
-    parser = OneLineParser(prog="x")
-    add_settings(parser, ReviewSettings)
-    assert "[not in the config file]" in parser.format_help()
 
 
 def test_secrets_in_the_file_stay_masked_and_warn_when_others_can_read_it(

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from facestream.cliargs import settings_from
-from facestream.config_file import CONFIG_ENV, ENV_ONLY, load_config, section_of, settings_models
+from facestream.config_file import CONFIG_ENV, load_config, section_of, settings_models
 from facestream.env_names import env_name
 from facestream.errors import ConfigError
 from facestream.review.settings import ReviewSettings
@@ -385,19 +385,12 @@ def test_the_secrets_are_the_documented_ones() -> None:
 def test_the_charts_sections_are_the_codes(
     k8s_tools: K8sTools, tmp_path: Path, model: type[BaseSettings]
 ) -> None:
-    """Each section facestream reads renders and loads; one it refuses (config_file.ENV_ONLY: read
-    from env vars only, as `audit:` was), the chart refuses too, with the reason."""
+    """Each section facestream reads renders and loads."""
     section = section_of(model)
     result = render_with(k8s_tools, tmp_path, {"config": {section: {}}})
     path = tmp_path / KEY
-    if section in ENV_ONLY:
-        refused(result, f"config.{section}: facestream refuses this section in the file for now")
-        path.write_text(f"{section}: {{}}\n")
-        with pytest.raises(ConfigError, match="not read from this file yet"):
-            load_config(path)
-    else:
-        path.write_text(the_file(ok(result)))
-        assert load_config(path).sections == {section: {}}
+    path.write_text(the_file(ok(result)))
+    assert load_config(path).sections == {section: {}}
 
 
 def test_a_section_facestream_does_not_have_is_refused(k8s_tools: K8sTools, tmp_path: Path) -> None:
@@ -406,7 +399,7 @@ def test_a_section_facestream_does_not_have_is_refused(k8s_tools: K8sTools, tmp_
         "config.detectr: unknown section (sections: ",
     )
     listed = stderr.split("(sections: ", 1)[1].split(")", 1)[0].split(", ")
-    assert set(listed) == {section_of(m) for m in MODELS} - ENV_ONLY
+    assert set(listed) == {section_of(m) for m in MODELS}
 
 
 def chart_set_settings(

@@ -408,14 +408,6 @@ the two equal).
 {{- end -}}
 
 {{/*
-The sections facestream refuses in the file, read from env vars only (config_file.ENV_ONLY, none
-now; tests/helm keeps the two equal): refused by the chart too, rather than by every pod at start.
-*/}}
-{{- define "facestream.configEnvOnly" -}}
-[]
-{{- end -}}
-
-{{/*
 The secret settings (SecretStr in the code; tests/helm keeps the list complete), and the Secret
 that gives each instead: a ConfigMap is readable by whoever may read the namespace's ConfigMaps,
 and Helm keeps every revision's values in the release history.
