@@ -261,9 +261,9 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"Issue 10's goal is >= {target} cameras per core (<= {1 / target:.3f} CPU s per camera-second); "
         f"the best row above reaches {best}. The sampler reads these cameras with PyAV (decoder `auto`): "
         "it decodes key frames only when the GOP is at most the sampling interval (GOP 1 s at 1 fps), "
-        "otherwise each GOP from its key frame up to the last frame sampled from it (a file) or every "
-        "frame (a live stream, so the newest is ready at each tick); so a GOP longer than the interval "
-        "costs more per camera. Decoding cost grows with the bitrate: a camera sending more than "
+        "otherwise each GOP from its key frame up to the last frame sampled from it (files and live "
+        "streams alike); so a GOP longer than the interval costs more per camera. Decoding cost "
+        "grows with the bitrate: a camera sending more than "
         "these files' bitrates costs more per camera-second.",
         "",
         "Reference, not the sampler: FFmpeg decoding only the key frames (`-skip_frame nokey`, one "

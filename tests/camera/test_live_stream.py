@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,22 @@ def test_close_interrupts_a_blocked_read_at_once(mjpeg_camera: Start) -> None:
     began = time.monotonic()
     source.close()
     assert time.monotonic() - began < 2
+
+
+def test_cancel_wakes_a_read_waiting_for_a_new_frame(mjpeg_camera: Start) -> None:
+    """read() sleeps until the grab thread hands a frame over; cancel() must wake it too, not
+    leave it to the stall timeout."""
+    camera = mjpeg_camera(fps=20, mode="stall", fail_after=1)
+    source = live(camera, fps=10, stall_timeout_s=30)
+    source.open()
+    try:
+        assert source.read() is not None
+        threading.Timer(0.3, source.cancel).start()
+        began = time.monotonic()
+        assert source.read() is None
+        assert time.monotonic() - began < 2
+    finally:
+        source.close()
 
 
 # -- RTSP, through FFmpeg -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Live H.264 streams read by PyAV: an FFmpeg child plays a real H.264 file in real time over
 tcp:// (MPEG-TS), as a camera or a restreamer would; the sampler decodes key frames only while
-the GOP fits its interval, and says so when it does not."""
+the GOP fits its interval, decodes a longer GOP only up to its last sample, and says so."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 
 from facestream.camera.pyav import PyAvLiveStream
 from facestream.camera.sources import open_source
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
-from tests.camera.h264 import make_h264
+from tests.camera.h264 import all_frames, make_h264
 from tests.fixtures.mjpeg import free_port
 
 pytestmark = pytest.mark.slow
@@ -64,16 +65,14 @@ def gop1_stream(faces_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def gop2_stream(faces_dir: Path, tmp_path: Path) -> Iterator[str]:
-    path = make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g2.mp4", size=(640, 352), gop_s=2.0)
-    yield from played(path)
+def gop2_file(faces_dir: Path, tmp_path: Path) -> Path:
+    return make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g2.mp4", size=(640, 352), gop_s=2.0)
 
 
 def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> None:
     source = opened(gop1_stream, 1.0)
     try:
-        for _ in range(2):  # the GOP is known after two key frames; until then every frame is decoded
-            assert source.read() is not None
+        assert source.read() is not None
         packets, decoded = source.stats.packets, source.stats.decoded
         for _ in range(3):
             captured = source.read()
@@ -86,17 +85,29 @@ def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> No
     assert new_decoded <= new_packets / 10  # about 1 in 25
 
 
-def test_a_2s_gop_stream_at_2fps_is_decoded_whole_and_reported(
-    gop2_stream: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("fps", "share"), [(1.0, 26 / 50), (2.0, 38 / 50)])
+def test_a_2s_gop_stream_is_decoded_up_to_each_gops_last_sample_and_reported(
+    gop2_file: Path, fps: float, share: float, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Each GOP is decoded from its key frame up to its last sample (1 fps: the 1 s frame; 2 fps:
+    the 1.5 s one) and no further, and what is sampled is the stream's own picture: a frame
+    between key frames decoded whole, not from a decoder that skipped what came before it."""
+    reference = all_frames(gop2_file)
     with caplog.at_level(logging.WARNING, logger="facestream.camera.pyav"):
-        source = opened(gop2_stream, 2.0)
-        try:
-            for _ in range(8):
+        for url in played(gop2_file):
+            source = opened(url, fps)
+            try:
                 assert source.read() is not None
-        finally:
-            source.close()
+                packets, decoded = source.stats.packets, source.stats.decoded
+                images = [source.read() for _ in range(round(5 * fps))]
+                new_packets, new_decoded = source.stats.packets - packets, source.stats.decoded - decoded
+            finally:
+                source.close()
     assert source.stats.gop_s == 2.0 and source.stats.gop_over_interval
-    assert source.stats.decoded >= source.stats.packets - 2  # the newest frame must be ready at any tick
+    assert new_packets >= 100  # 25 fps for about 5 s
+    assert share - 0.15 <= new_decoded / new_packets <= share + 0.15
+    for captured in images:
+        assert captured is not None
+        assert any(np.array_equal(captured.image, frame) for frame in reference)
     said = [r.getMessage() for r in caplog.records if "longer than its sampling interval" in r.getMessage()]
     assert len(said) == 1

@@ -35,7 +35,8 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
-from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile, now_ms
+from facestream.camera.live_schedule import LiveSchedule
+from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 
@@ -82,6 +83,19 @@ def checked(
         container.close()
         raise error(f"{context.width}x{context.height} frames are over the limit of {max_pixels:,} pixels")
     return container
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A live sample being decoded: its packet's timestamp (None: the stream has none)."""
+
+    pts: int | None
+
+    def found_in(self, frames: list[av.video.frame.VideoFrame]) -> av.video.frame.VideoFrame | None:
+        """The sample among the frames the decoder let out (without timestamps: the newest)."""
+        if self.pts is None:
+            return frames[-1] if frames else None
+        return next((frame for frame in frames if frame.pts == self.pts), None)
 
 
 class PyAvVideoFile(MediaFile):
@@ -319,15 +333,14 @@ class PyAvVideoFile(MediaFile):
 
 
 class PyAvLiveStream(LiveStream):
-    """A network stream (RTSP, UDP, TCP, RTMP, SRT) read by PyAV, decoding key frames only while
-    the GOP fits the sampling interval.
+    """A network stream (RTSP, UDP, TCP, RTMP, SRT) read by PyAV, decoding only its samples.
 
-    As `LiveStream`, a grab thread keeps only the newest frame and the sampler takes it at each
-    tick, under its arrival time. Only key frames are decoded once two of them show a GOP no
-    longer than the interval, so the newest key frame is never older than one interval. With a
-    longer GOP (or before it is known) every frame is decoded, since the newest frame must be
-    ready at any tick; unlike OpenCV none is colour-converted until the sampler takes it. A GOP
-    over the interval is logged once per camera and shown in the GOP metrics.
+    As `LiveStream`, a grab thread hands the newest frame to the sampler, which takes it at its
+    tick under its arrival time; but the grab thread hands over samples only, chosen on the
+    stream's clock by `LiveSchedule` (camera/live_schedule.py): key frames alone while the GOP
+    fits the sampling interval, and with a longer GOP each GOP decoded from its key frame up to
+    its last sample. None is colour-converted until the sampler takes it. A GOP over the interval
+    is logged once per camera and shown in the GOP metrics.
     """
 
     def __init__(
@@ -378,14 +391,19 @@ class PyAvLiveStream(LiveStream):
         return checked(container, self.max_pixels, self._error, "cannot connect")
 
     def _demux_loop(self, stop: threading.Event, container: av.container.InputContainer) -> None:
-        """Owns the connection: demuxes until stopped or failed, then closes it."""
-        sequence = 0
+        """Owns the connection: demuxes until stopped or failed, then closes it.
+
+        Each GOP's packets wait undecoded in `chain` until the schedule makes one a sample; then
+        the chain is decoded up to it (the decoder keeps its place for the GOP's next sample), and
+        what comes after a GOP's last sample is never decoded. A key frame resets the decoder."""
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1
-        interval_s = 1.0 / self.fps
-        last_key_s: float | None = None
-        keys_only = False
+        schedule = LiveSchedule(1.0 / self.fps)
+        chain: list[_Packet] = []
+        wanted: _Wanted | None = None  # a sample the decoder has not let out yet (B-frames)
+        keyed = False  # no frame decodes before the stream's first key frame
+        sequence = 0
         try:
             for packet in container.demux(stream):
                 if stop.is_set():
@@ -393,49 +411,70 @@ class PyAvLiveStream(LiveStream):
                 if packet.size == 0:
                     continue
                 self.stats.packets += 1
+                base = stream.time_base
+                at_s = float(packet.pts * base) if packet.pts is not None and base else time.monotonic()
                 if packet.is_keyframe:
-                    base = stream.time_base
-                    at_s = float(packet.pts * base) if packet.pts is not None and base else time.monotonic()
-                    if last_key_s is not None and at_s > last_key_s:
-                        self._note_gop(at_s - last_key_s, interval_s)
-                        keys_only = not self.stats.gop_over_interval
-                    last_key_s = at_s
-                elif keys_only:
-                    continue  # never decoded: the next key frame comes within the interval
-                context.skip_frame = "NONKEY" if keys_only else "DEFAULT"
-                self.stats.decoded += 1
-                try:
-                    frames = context.decode(packet)
-                except av.error.InvalidDataError:
-                    self.stats.undecodable += 1
+                    keyed = True
+                    context.flush_buffers()
+                    chain, wanted = [], None
+                    sample = schedule.key_frame(at_s)
+                    self._note_gop(schedule)
+                elif not keyed:
                     continue
-                for frame in frames:
-                    sequence += 1
-                    with self._lock:
-                        if stop.is_set():
-                            return
-                        self._latest = (sequence, now_ms(), frame)
+                else:
+                    sample = schedule.frame(at_s)
+                chain.append(packet)
+                if sample:
+                    wanted = _Wanted(packet.pts)
+                elif wanted is None:
+                    if len(chain) > MAX_GOP_PACKETS:  # a GOP too long to hold: decode it as it comes
+                        self._decode_chain(context, chain)
+                        chain = []
+                    continue
+                frame = wanted.found_in(self._decode_chain(context, chain))
+                chain = []
+                if frame is None:
+                    continue  # still in the decoder: the next packets let it out
+                wanted = None
+                sequence += 1
+                if not self._hand_over(stop, sequence, frame):
+                    return
             if not stop.is_set():
                 raise CameraError("stream ended")
         except (CameraError, av.error.FFmpegError) as exc:
-            if not stop.is_set():
-                detail = str(exc) if isinstance(exc, CameraError) else "stream ended or read failed"
-                with self._lock:
-                    self._failure = detail
+            detail = str(exc) if isinstance(exc, CameraError) else "stream ended or read failed"
+            self._hand_over_failure(stop, detail)
         finally:
             container.close()
 
-    def _note_gop(self, gop_s: float, interval_s: float) -> None:
-        self.stats.gop_s = round(gop_s, 3)
-        self.stats.gop_over_interval = gop_s > interval_s + 1e-3
+    def _decode_chain(
+        self, context: av.VideoCodecContext, chain: list[_Packet]
+    ) -> list[av.video.frame.VideoFrame]:
+        """Every frame the decoder lets out for `chain`; a packet that does not decode is counted
+        and skipped, as OpenCV's FFmpeg backend does, rather than failing the camera."""
+        frames: list[av.video.frame.VideoFrame] = []
+        for packet in chain:
+            self.stats.decoded += 1
+            try:
+                frames.extend(context.decode(packet))
+            except av.error.InvalidDataError:
+                self.stats.undecodable += 1
+        return frames
+
+    def _note_gop(self, schedule: LiveSchedule) -> None:
+        if schedule.gop_s is None:
+            return
+        self.stats.gop_s = round(schedule.gop_s, 3)
+        self.stats.gop_over_interval = schedule.gop_over_interval
         if self.stats.gop_over_interval and not self._reported:
             self._reported = True
             log.warning(
                 "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
-                "every frame is decoded (not key frames only) so the newest is ready at each tick",
+                "each GOP is decoded from its key frame up to its last sample, not key frames only "
+                "(more CPU per camera; a GOP <= the interval avoids it)",
                 self.spec.camera_id,
-                gop_s,
-                interval_s,
+                schedule.gop_s,
+                schedule.interval_s,
             )
 
     def _decoded(self, frame: object) -> Image | None:

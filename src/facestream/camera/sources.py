@@ -9,8 +9,8 @@ Every source does its own sampling, because what "the next frame" means differs:
   only the newest frame, so a slow consumer never works through a backlog of stale
   frames; the sampler takes that newest frame at each fps tick. MJPEG over HTTP is read
   by facestream's own reader (camera/mjpeg.py), other HTTP streams by OpenCV's FFmpeg, and
-  RTSP/UDP/TCP/RTMP/SRT by PyAV (key frames only when the GOP fits the interval) unless
-  `decoder: opencv`;
+  RTSP/UDP/TCP/RTMP/SRT by PyAV unless `decoder: opencv`, whose grab thread decodes and hands
+  over only the samples (key frames only when the GOP fits the interval, camera/live_schedule.py);
 - a snapshot folder (a camera that drops JPEGs into a directory) yields its newest image;
 - a still image yields itself once; opening it reads only its header, so a still too large
   to decode is refused before any pixel is allocated, and holding many stills open costs
@@ -307,6 +307,8 @@ class LiveStream(FrameSource):
         super().__init__(spec, fps, max_pixels=max_pixels)
         self._stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
+        self._fresh = threading.Condition(self._lock)
+        """Notified when a frame or a failure is handed over, or on cancel: read() waits on it."""
         # (sequence, captured_at_ms, frame): a frame is pixels, JPEG bytes, or what a subclass decodes
         self._latest: tuple[int, int, object] | None = None
         self._taken = 0
@@ -375,19 +377,37 @@ class LiveStream(FrameSource):
                         raise CameraError("stream ended or read failed")
                     frame = np.asarray(image, np.uint8)
                 sequence += 1
-                with self._lock:
-                    if stop.is_set():  # closed meanwhile: a newer connection may own _latest now
-                        break
-                    self._latest = (sequence, now_ms(), frame)
+                if not self._hand_over(stop, sequence, frame):
+                    break
         except CameraError as exc:
-            if not stop.is_set():
-                with self._lock:
-                    self._failure = str(exc)
+            self._hand_over_failure(stop, str(exc))
         finally:
             if mjpeg is not None:
                 mjpeg.close()
             if capture is not None:
                 capture.release()
+
+    def _hand_over(self, stop: threading.Event, sequence: int, frame: object) -> bool:
+        """Make `frame` the newest (grab thread); False if the stream was closed meanwhile: a newer
+        connection may own `_latest` now."""
+        with self._lock:
+            if stop.is_set():
+                return False
+            self._latest = (sequence, now_ms(), frame)
+            self._fresh.notify_all()
+            return True
+
+    def _hand_over_failure(self, stop: threading.Event, detail: str) -> None:
+        """Tell read() the connection failed (grab thread), unless it was closed on purpose."""
+        with self._lock:
+            if not stop.is_set():
+                self._failure = detail
+                self._fresh.notify_all()
+
+    def cancel(self) -> None:
+        super().cancel()
+        with self._lock:
+            self._fresh.notify_all()
 
     def read(self) -> Captured | None:
         self._next_tick += 1.0 / self.fps
@@ -396,7 +416,8 @@ class LiveStream(FrameSource):
             self._next_tick = time.monotonic()  # fell behind: never try to catch up
         elif not self._sleep(-behind):
             return None
-        deadline = time.monotonic() + self._stall_timeout_s
+        # PyAV's grab thread hands over samples only, on the stream's clock: up to 1.5 intervals apart
+        deadline = time.monotonic() + self._stall_timeout_s + 1.5 / self.fps
         while not self._cancelled.is_set():
             with self._lock:
                 latest, failure = self._latest, self._failure
@@ -410,7 +431,9 @@ class LiveStream(FrameSource):
             if time.monotonic() > deadline:
                 bad = f" ({self.undecodable} undecodable so far)" if self.undecodable else ""
                 raise self._error(f"no new frame for {self._stall_timeout_s:g}s{bad}")
-            self._sleep(0.005)
+            with self._lock:  # woken by the next hand-over; checked under the lock, so none is missed
+                if self._latest is latest and self._failure is None and not self._cancelled.is_set():
+                    self._fresh.wait(max(0.0, deadline - time.monotonic()))
         return None
 
     def _decoded(self, frame: object) -> Image | None:

@@ -38,7 +38,8 @@ class CameraSpec(BaseModel):
     decoder: Literal["auto", "pyav", "opencv"] = Field(
         "auto",
         description="video files and rtsp/udp/tcp streams: auto/pyav = PyAV, which decodes key frames "
-        "only when the GOP <= the sampling interval; opencv = OpenCV, which decodes every frame. "
+        "only when the GOP <= the sampling interval, else each GOP up to its last sample; opencv = "
+        "OpenCV, which decodes every frame. "
         "http(s) streams always use the MJPEG reader or OpenCV",
     )
 
