@@ -90,15 +90,27 @@ def test_a_gop_a_frame_longer_than_the_interval_mostly_waits_for_its_key_frames(
     assert decoded <= 3 * len(samples)  # not 26 a sample
 
 
-def test_a_late_key_frame_is_awaited_half_an_interval_at_most() -> None:
-    """GOP 1 s, but the key frame due at 4 s comes at 4.8 s: the frame half an interval past the
+def test_a_late_key_frame_of_a_long_gop_is_awaited_half_an_interval_at_most() -> None:
+    """GOP 2 s, but the key frame due at 6 s comes at 6.8 s: the frame half an interval past the
     grid point is taken (its GOP decoded up to it), so no gap of 1.8 s."""
+    frames = [(i / FPS, i % 50 == 0 and i < 150) for i in range(170)]  # 0 .. 6.76 s, key frames at 0, 2, 4
+    frames += [(6.8 + i / FPS, i % 50 == 0) for i in range(100)]
+    samples, decoded = sampled(frames)
+    assert samples[:9] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.52, 6.8, 8.0])
+    assert max(gaps(samples)) <= 1.52 + 1e-6
+    # GOPs 0, 2, 4 up to their 1 s sample; then 5.04 .. 6.52; then 6.8 and 8.8 up to 8.0 and 10.0
+    assert decoded == 26 * 3 + 38 + 31 + 31
+
+
+def test_a_late_key_frame_of_a_gop_that_fits_leaves_a_gap() -> None:
+    """GOP 1 s known: key frames alone are samples, so a key frame 0.8 s late is waited for
+    (nothing between key frames was kept). It makes that GOP 1.8 s long, so the frame on the
+    next grid point, 0.2 s later, is decoded from it; then key frames alone again."""
     frames = [(i / FPS, i % 25 == 0 and i < 100) for i in range(120)]
     frames += [(4.8 + i / FPS, i % 25 == 0) for i in range(100)]
     samples, decoded = sampled(frames)
-    assert samples[:7] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.52, 4.8, 5.8])
-    assert max(gaps(samples)) <= 1.52 + 1e-6
-    assert decoded == len(samples) + 38 - 1  # 3.0 .. 4.52 decoded for the one late sample
+    assert samples[:8] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.8, 5.0, 5.8, 6.8])
+    assert decoded == len(samples) + 4  # 4.84 .. 4.96, for the sample at 5.0
 
 
 def test_after_a_stall_the_grid_restarts_at_the_next_sample() -> None:

@@ -9,9 +9,11 @@ interval, and a key frame stands in for a grid point when it is the nearest chea
 - a key frame is taken when it is at or past the next grid point, or before it by less than
   half the GOP (GOP <= interval: the nearest key frame; that keeps key-frames-only decoding) or
   half the interval (a longer GOP: better than decoding a chain a moment later);
-- any other frame is taken at or past its grid point, unless the next key frame is due within
-  half an interval after the grid point (then the key frame is awaited, up to that half
-  interval, and taken instead);
+- once the GOP is known to fit the interval, key frames alone are samples (the reader need not
+  even keep the other frames: a late key frame leaves a longer gap rather than costing a GOP);
+- otherwise any other frame is taken at or past its grid point, unless the next key frame is
+  due within half an interval after the grid point (then the key frame is awaited, up to that
+  half interval, and taken instead);
 - the grid keeps its phase (one sample per interval on average); after a stall longer than an
   interval it restarts at the frame taken, and when the clock goes back at a key frame it
   restarts there.
@@ -55,7 +57,7 @@ class LiveSchedule:
 
     def frame(self, at_s: float) -> bool:
         """Any other frame at stream time `at_s`: whether it is a sample (decoded from its key frame)."""
-        if self.due_s is None or at_s + EPSILON_S < self.due_s:
+        if self.keys_suffice or self.due_s is None or at_s + EPSILON_S < self.due_s:
             return False
         if self._key_awaited(at_s):
             return False
@@ -64,6 +66,11 @@ class LiveSchedule:
     @property
     def gop_over_interval(self) -> bool:
         return self.gop_s is not None and self.gop_s > self.interval_s + EPSILON_S
+
+    @property
+    def keys_suffice(self) -> bool:
+        """The GOP is known and fits the interval: no frame but a key frame is a sample."""
+        return self.gop_s is not None and not self.gop_over_interval
 
     def _key_awaited(self, at_s: float) -> bool:
         """Whether the next key frame, expected one GOP after the last, comes within half an

@@ -395,7 +395,8 @@ class PyAvLiveStream(LiveStream):
 
         Each GOP's packets wait undecoded in `chain` until the schedule makes one a sample; then
         the chain is decoded up to it (the decoder keeps its place for the GOP's next sample), and
-        what comes after a GOP's last sample is never decoded. A key frame resets the decoder."""
+        what comes after a GOP's last sample is never decoded. A key frame resets the decoder if it
+        decoded more than key frames since the last (a reset costs about a key frame's decode)."""
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1
@@ -403,7 +404,9 @@ class PyAvLiveStream(LiveStream):
         chain: list[_Packet] = []
         wanted: _Wanted | None = None  # a sample the decoder has not let out yet (B-frames)
         keyed = False  # no frame decodes before the stream's first key frame
+        mid_gop = False  # the decoder has decoded frames between key frames since its last reset
         sequence = 0
+        base = stream.time_base
         try:
             for packet in container.demux(stream):
                 if stop.is_set():
@@ -411,11 +414,14 @@ class PyAvLiveStream(LiveStream):
                 if packet.size == 0:
                     continue
                 self.stats.packets += 1
-                base = stream.time_base
+                if schedule.keys_suffice and not packet.is_keyframe:
+                    continue  # never a sample; not even kept (holding MPEG-TS packets costs CPU)
                 at_s = float(packet.pts * base) if packet.pts is not None and base else time.monotonic()
                 if packet.is_keyframe:
                     keyed = True
-                    context.flush_buffers()
+                    if mid_gop:
+                        context.flush_buffers()
+                        mid_gop = False
                     chain, wanted = [], None
                     sample = schedule.key_frame(at_s)
                     self._note_gop(schedule)
@@ -429,8 +435,9 @@ class PyAvLiveStream(LiveStream):
                 elif wanted is None:
                     if len(chain) > MAX_GOP_PACKETS:  # a GOP too long to hold: decode it as it comes
                         self._decode_chain(context, chain)
-                        chain = []
+                        chain, mid_gop = [], True
                     continue
+                mid_gop = mid_gop or len(chain) > 1 or not chain[0].is_keyframe
                 frame = wanted.found_in(self._decode_chain(context, chain))
                 chain = []
                 if frame is None:
