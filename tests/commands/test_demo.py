@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,26 @@ def test_demo_without_models_says_how_to_get_them(tmp_path: Path) -> None:
     assert result.stdout == ""
     (line,) = non_log_lines(result.stderr)
     assert "facestream models fetch" in line
+
+
+def test_demo_passes_its_settings_file_on_to_the_commands_it_runs(
+    model_settings: ModelSettings, tmp_path: Path
+) -> None:
+    """The models are only where the --config file says (the default model directory is empty and
+    no environment names one): enrolling and identifying find them only if the demo passes the
+    file's settings on."""
+    config = tmp_path / "facestream.yaml"
+    config.write_text(f"model:\n  model_dir: {model_settings.model_dir}\n  execution_provider: cpu\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
+    script = Path(sys.executable).with_name("facestream")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "facestream"]
+    result = subprocess.run(
+        [*command, "demo", "--config", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "UNEXPECTED" not in result.stderr
+    assert len(candidates(result.stdout)) == 5
 
 
 def test_demo_bad_argument_is_one_line_and_exit_2(model_settings: ModelSettings) -> None:

@@ -195,14 +195,13 @@ def _facestream(*argv: str) -> str:
 
 
 def _model_flags(args: argparse.Namespace) -> list[str]:
-    """The demo's model flags, passed on to each command (validated here first)."""
-    settings_from(args, ModelSettings)
-    out = []
-    for name in ModelSettings.model_fields:
-        value = getattr(args, name, None)
-        if value is not None:
-            out += [flag(name), str(value)]
-    return out
+    """The demo's model settings as resolved here (flags > environment > its --config file >
+    defaults), passed on to each command as flags: the commands run in this process but parse
+    their own arguments, so a settings file given to the demo would not reach them otherwise."""
+    settings = settings_from(args, ModelSettings)
+    return [
+        part for name in ModelSettings.model_fields for part in (flag(name), str(getattr(settings, name)))
+    ]
 
 
 @contextlib.contextmanager
