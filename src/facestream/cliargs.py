@@ -73,7 +73,7 @@ def model_of(given: type[BaseSettings] | Only) -> type[BaseSettings]:
 def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | Only) -> None:
     """One argument group per settings model, one flag per field (or per field named by `Only`),
     and `--config` once."""
-    _add_config_flag(parser)
+    add_config_flag(parser)
     for given in models:
         model, fields = (given.model, given.fields) if isinstance(given, Only) else (given, None)
         title = (model.__doc__ or model.__name__).strip().splitlines()[0]
@@ -102,7 +102,7 @@ def add_settings(parser: argparse.ArgumentParser, *models: type[BaseSettings] | 
             group.add_argument(flag(name), **kwargs)
 
 
-def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
     """`--config FILE`, added by the first add_settings on a parser (some call it twice)."""
     if any("--config" in action.option_strings for action in parser._actions):
         return

@@ -221,3 +221,13 @@ def test_the_dpia_describes_and_signs_with_the_files_audit_settings(tmp_path: Pa
     assert result.status == 0, result.stderr
     assert "every 7 records a checkpoint is signed with a configured Ed25519 key" in result.stdout
     assert verify(gallery, key)["records"] == 2  # the rule and the export, both signed by the file's key
+
+
+def test_audit_show_finds_the_log_where_its_settings_file_says(tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery"
+    add_rules(gallery, times=2)
+    path = tmp_path / "facestream.yaml"
+    path.write_text(f"gallery:\n  gallery: {gallery}\n")
+    result = run_cli("audit", "show", "--config", str(path), "--action", "rules.")
+    assert result.status == 0, result.stderr
+    assert [r["action"] for r in result.json()] == ["rules.change", "rules.change"]  # `rules add`, twice

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facestream.cliargs import OneLineParser, add_settings, settings_from
+from facestream.cliargs import OneLineParser, add_config_flag, add_settings, settings_from
 from facestream.commands.output import emit, iso_ms
 from facestream.errors import ConfigError
 
@@ -16,7 +16,9 @@ log = logging.getLogger("facestream.audit")
 
 
 def add_state_flags(parser: argparse.ArgumentParser) -> None:
-    """--gallery / --state-dir: where the audit log lives (the accountability state directory)."""
+    """--gallery / --state-dir: where the audit log lives (the accountability state directory), and
+    --config, whose gallery and accountability sections may say it instead."""
+    add_config_flag(parser)
     parser.add_argument(
         "--gallery",
         dest="gallery",
