@@ -64,11 +64,6 @@ def gop1_stream(faces_dir: Path, tmp_path: Path) -> Iterator[str]:
     yield from played(path)
 
 
-@pytest.fixture
-def gop2_file(faces_dir: Path, tmp_path: Path) -> Path:
-    return make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g2.mp4", size=(640, 352), gop_s=2.0)
-
-
 def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> None:
     source = opened(gop1_stream, 1.0)
     try:
@@ -85,13 +80,19 @@ def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> No
     assert new_decoded <= new_packets / 10  # about 1 in 25
 
 
-@pytest.mark.parametrize(("fps", "share"), [(1.0, 26 / 50), (2.0, 38 / 50)])
+@pytest.mark.parametrize(
+    ("fps", "b_frames", "share"), [(1.0, 0, 26 / 50), (2.0, 0, 38 / 50), (1.0, 2, 26 / 50)]
+)
 def test_a_2s_gop_stream_is_decoded_up_to_each_gops_last_sample_and_reported(
-    gop2_file: Path, fps: float, share: float, caplog: pytest.LogCaptureFixture
+    faces_dir: Path, tmp_path: Path, fps: float, b_frames: int, share: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each GOP is decoded from its key frame up to its last sample (1 fps: the 1 s frame; 2 fps:
     the 1.5 s one) and no further, and what is sampled is the stream's own picture: a frame
-    between key frames decoded whole, not from a decoder that skipped what came before it."""
+    between key frames decoded whole, not from a decoder that skipped what came before it. With
+    B-frames a sample leaves the decoder after later packets: it is still the exact picture."""
+    gop2_file = make_h264(
+        [faces_dir / p for p in PHOTOS], tmp_path / "g2.mp4", size=(640, 352), gop_s=2.0, b_frames=b_frames
+    )
     reference = all_frames(gop2_file)
     with caplog.at_level(logging.WARNING, logger="facestream.camera.pyav"):
         for url in played(gop2_file):
