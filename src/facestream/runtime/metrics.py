@@ -193,7 +193,7 @@ def forget_camera(camera_id: str) -> None:
             series.remove(camera_id)
 
 
-# -- frame-sampler decoding (issue 10; per camera, PyAV-read files) ---------------------------
+# -- frame-sampler decoding (issue 10; per camera, PyAV-read files and streams) ----------------
 CAMERA_GOP_SECONDS = Gauge(
     "facestream_camera_gop_seconds", "Seconds between the camera's last two key frames", ["camera"]
 )
