@@ -37,10 +37,6 @@ COORDINATOR_NOT_READY = frozenset(
     }
 )
 """Transient answers of a group coordinator that is starting or moving: asked again."""
-RETRIED = COORDINATOR_NOT_READY | {KafkaError._TIMED_OUT}
-"""Asked again until the reader's timeout: the coordinator not ready, or a try that timed out."""
-ATTEMPT_S = 10.0
-"""The most of its timeout one try of a group request gets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ class GroupReader:
         count = self.partition_count(topic)
         tps = [TopicPartition(topic, p) for p in range(count)]
         description = self._ask(
-            lambda attempt: self._admin.describe_consumer_groups([group], request_timeout=attempt)[group]
+            lambda: self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[group]
         )
         members = tuple(
             Member(
@@ -123,9 +119,7 @@ class GroupReader:
         )
         request = [ConsumerGroupTopicPartitions(group, tps)]
         offsets = self._ask(
-            lambda attempt_s: self._admin.list_consumer_group_offsets(request, request_timeout=attempt_s)[
-                group
-            ]
+            lambda: self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout_s)[group]
         )
         committed = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.offset >= 0}
         marks = self._watermarks(tps)
@@ -156,31 +150,27 @@ class GroupReader:
             consumer.close()
         return out
 
-    def _ask(self, request: Callable[[float], Future[Any]]) -> Any:
-        """The answer to `request(attempt_s)`, asked again while the group's coordinator is not ready.
+    def _ask(self, request: Callable[[], Future[Any]]) -> Any:
+        """The answer to `request`, asked again while the group's coordinator is not ready.
 
         A broker that just started (or took over the group) answers COORDINATOR_LOAD_IN_PROGRESS,
         NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE for a few seconds while it loads
         __consumer_offsets; an operator running `cluster status` (or `helm test`) right after a
-        broker restart should get the status, not that transient error. Each try gets at most
-        ATTEMPT_S of the timeout: one request left to wait out the whole timeout on a coordinator
-        that was not there when it was sent never asked again (CI, 2026-12-07: no answer in 60 s
-        from a fresh broker under the full suite's load), so an attempt that times out is retried.
+        broker restart should get the status, not that transient error.
         """
         deadline = time.monotonic() + self._timeout_s
         while True:
-            attempt_s = max(1.0, min(ATTEMPT_S, deadline - time.monotonic()))
             try:
-                return request(attempt_s).result(timeout=attempt_s + 5.0)
+                return request().result(timeout=self._timeout_s)
             except KafkaException as exc:
                 error = exc.args[0]
-                retry = isinstance(error, KafkaError) and error.code() in RETRIED
-                problem = f"Kafka at {self._settings.bootstrap_servers}: {error}"
+                retry = isinstance(error, KafkaError) and error.code() in COORDINATOR_NOT_READY
+                if retry and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers}: {error}") from None
             except TimeoutError:
-                retry, problem = True, f"Kafka at {self._settings.bootstrap_servers} did not answer"
-            if not retry or time.monotonic() >= deadline:
-                raise FacestreamError(problem) from None
-            time.sleep(0.5)
+                raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers} did not answer") from None
 
 
 def inspector(settings: KafkaSettings) -> Consumer:
