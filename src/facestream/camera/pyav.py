@@ -35,7 +35,7 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
-from facestream.camera.live_schedule import LiveSchedule
+from facestream.camera.live_schedule import EPSILON_S, LiveSchedule
 from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
@@ -60,6 +60,23 @@ class DecodeStats:
     """Whether that GOP is longer than the sampling interval (frames decoded on demand)."""
     undecodable: int = 0
     """Packets the decoder refused (corrupt data); their frames are not sampled."""
+    reported: bool = False
+    """Whether a GOP over the interval was logged (once per camera)."""
+
+    def note_gop(self, camera_id: str, gop_s: float, interval_s: float) -> None:
+        """Record a GOP's length, and say once per camera when it is longer than the interval."""
+        self.gop_s = round(gop_s, 3)
+        self.gop_over_interval = gop_s > interval_s + EPSILON_S
+        if self.gop_over_interval and not self.reported:
+            self.reported = True
+            log.warning(
+                "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
+                "each GOP is decoded from its key frame up to its last sample, not key frames only "
+                "(more CPU per camera; a GOP <= the interval avoids it)",
+                camera_id,
+                gop_s,
+                interval_s,
+            )
 
 
 if TYPE_CHECKING:
@@ -116,7 +133,6 @@ class PyAvVideoFile(MediaFile):
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[tuple[float, av.video.frame.VideoFrame]] | None = None
         self.stats = DecodeStats()
-        self._reported = False
 
     @property
     def decode_stats(self) -> DecodeStats:
@@ -196,7 +212,8 @@ class PyAvVideoFile(MediaFile):
             self.stats.packets += 1
             last_ms = ms if last_ms is None else max(last_ms, ms)
             if packet.is_keyframe and gop:
-                self._note_gop(gop[0][0], ms)  # before its frames: the metric is set when they are read
+                # before its frames: the metric is set when they are read
+                self.stats.note_gop(self.spec.camera_id, (ms - gop[0][0]) / 1000.0, 1.0 / self.fps)
                 if streaming:
                     yield from self._drain(context)
                     streaming = False
@@ -221,22 +238,6 @@ class PyAvVideoFile(MediaFile):
     def _ms(self, pts: int) -> float:
         """Media time of a timestamp: from the stream's start, plus the passes before this one."""
         return self._offset_ms + float((pts - (self._start or 0)) * self._base) * 1000.0
-
-    def _note_gop(self, began_ms: float, key_ms: float) -> None:
-        """Record a GOP's length, and say once per camera when it is longer than the interval."""
-        gop_ms = key_ms - began_ms
-        self.stats.gop_s = round(gop_ms / 1000.0, 3)
-        self.stats.gop_over_interval = gop_ms > 1000.0 / self.fps + 1e-3
-        if self.stats.gop_over_interval and not self._reported:
-            self._reported = True
-            log.warning(
-                "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
-                "each GOP is decoded from its key frame up to the last frame sampled from it, "
-                "not key frames only (more CPU per camera; a GOP <= the interval avoids it)",
-                self.spec.camera_id,
-                gop_ms / 1000.0,
-                1.0 / self.fps,
-            )
 
     def _due(self, ms: float) -> bool:
         """Whether the frame at `ms` is taken as the next sample (VideoFile's grid rule)."""
@@ -353,7 +354,6 @@ class PyAvLiveStream(LiveStream):
     ) -> None:
         super().__init__(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
         self.stats = DecodeStats()
-        self._reported = False
 
     @property
     def transport(self) -> str:
@@ -424,7 +424,8 @@ class PyAvLiveStream(LiveStream):
                         mid_gop = False
                     chain, wanted = [], None
                     sample = schedule.key_frame(at_s)
-                    self._note_gop(schedule)
+                    if schedule.gop_s is not None:
+                        self.stats.note_gop(self.spec.camera_id, schedule.gop_s, schedule.interval_s)
                 elif not keyed:
                     continue
                 else:
@@ -467,22 +468,6 @@ class PyAvLiveStream(LiveStream):
             except av.error.InvalidDataError:
                 self.stats.undecodable += 1
         return frames
-
-    def _note_gop(self, schedule: LiveSchedule) -> None:
-        if schedule.gop_s is None:
-            return
-        self.stats.gop_s = round(schedule.gop_s, 3)
-        self.stats.gop_over_interval = schedule.gop_over_interval
-        if self.stats.gop_over_interval and not self._reported:
-            self._reported = True
-            log.warning(
-                "camera %s: key frames every %.3g s, longer than its sampling interval of %.3g s: "
-                "each GOP is decoded from its key frame up to its last sample, not key frames only "
-                "(more CPU per camera; a GOP <= the interval avoids it)",
-                self.spec.camera_id,
-                schedule.gop_s,
-                schedule.interval_s,
-            )
 
     def _decoded(self, frame: object) -> Image | None:
         if isinstance(frame, av.video.frame.VideoFrame):
