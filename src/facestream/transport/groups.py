@@ -18,7 +18,6 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     TopicPartition,
@@ -104,6 +103,7 @@ class GroupReader:
     def status(self, group: str, topic: str) -> GroupStatus:
         count = self.partition_count(topic)
         tps = [TopicPartition(topic, p) for p in range(count)]
+        committed = self._committed(group, tps)
         description = self._ask(
             lambda: self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[group]
         )
@@ -117,14 +117,29 @@ class GroupReader:
             )
             for m in description.members
         )
-        request = [ConsumerGroupTopicPartitions(group, tps)]
-        offsets = self._ask(
-            lambda: self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout_s)[group]
-        )
-        committed = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.offset >= 0}
         marks = self._watermarks(tps)
         lags = tuple(PartitionLag(p, committed.get(p), *marks[p]) for p in range(count))
         return GroupStatus(group, topic, str(description.state.name), members, lags)
+
+    def _committed(self, group: str, tps: Sequence[TopicPartition]) -> dict[int, int]:
+        """partition -> the group's committed offset (partitions never committed are left out).
+
+        Read first, by a consumer with the group's id, because a consumer looks for the group's
+        coordinator again until one answers, and librdkafka's admin requests do not: a
+        FindCoordinator answered COORDINATOR_NOT_AVAILABLE three times in a row (a broker still
+        creating __consumer_offsets answers so for a second or two) leaves describe_consumer_groups
+        waiting out its whole timeout, and the admin client then hangs in destroy once the broker
+        is gone (librdkafka 2.16; seen in CI and reproduced 3 times in 4 on a fresh broker). Once
+        this has answered, the coordinator is up and the admin request finds it at once.
+        """
+        consumer = inspector(self._settings, group=group)
+        try:
+            found = consumer.committed(list(tps), timeout=self._timeout_s)
+        except KafkaException as exc:
+            raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}") from None
+        finally:
+            consumer.close()
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
     def _watermarks(self, tps: Sequence[TopicPartition]) -> dict[int, tuple[int, int]]:
         """(earliest, end) per partition, asked of the partitions' leaders by a consumer outside
@@ -173,12 +188,13 @@ class GroupReader:
                 raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers} did not answer") from None
 
 
-def inspector(settings: KafkaSettings) -> Consumer:
-    """A consumer that never joins its (random) group and commits nothing: it only reads."""
+def inspector(settings: KafkaSettings, group: str | None = None) -> Consumer:
+    """A consumer that only reads: it never subscribes, so it never joins `group` (a random one when
+    none is given) or moves its members' partitions, and it commits nothing."""
     return Consumer(
         {
             **client_config(settings),
-            "group.id": f"facestream-inspect-{uuid.uuid4().hex[:8]}",
+            "group.id": group or f"facestream-inspect-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
