@@ -25,7 +25,7 @@ from facestream.accountability.purge import Purger
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
 from facestream.errors import AuditError
 from facestream.gallery.enroll import Enroller
-from facestream.gallery.store import Gallery
+from facestream.gallery.store import FOREVER_MS, QUERY_LIMIT, Gallery, GalleryEntry
 from facestream.settings import GallerySettings, MatcherSettings, Settings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
@@ -222,3 +222,36 @@ def test_an_expiry_that_cannot_be_audited_is_not_stored_and_the_next_sweep_recor
     assert AuthorisationStore(gallery).get(auth).status == "expired"
     [expiry] = [r for r in audit_records(gallery) if r.action == "authorisation.expire"]
     assert expiry.authorisation_id == auth
+
+
+@pytest.mark.slow  # about 15 s: a partition of more entries than one query returns
+def test_removing_entries_from_a_partition_larger_than_one_query_erases_them_from_disk(
+    tmp_path: Path,
+) -> None:
+    """Milvus Lite rewrites the partition without the removed entries; one query returns at most
+    QUERY_LIMIT rows, and a partition larger than that used to be left as it was, the removed
+    vectors on disk."""
+    directory = tmp_path / "gallery"
+    big = QUERY_LIMIT + 16
+    vectors = np.random.default_rng(11).normal(size=(big, 8)).astype(np.float32)
+    entries_ = [
+        GalleryEntry(f"e{i}", f"person-{i}", "AUTH-BIG", "model-s", f"p{i}", 1, FOREVER_MS)
+        for i in range(big)
+    ]
+    removed, kept = (5, big - 3), (7, big - 1)
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        gallery.add(entries_, vectors)
+        assert all(containing(vectors[i].tobytes(), directory) for i in removed)  # the needles are there
+
+        gone = gallery.remove_entries([f"e{i}" for i in removed])
+
+        assert sorted(e.entry_id for e in gone) == sorted(f"e{i}" for i in removed)
+        assert gallery.count() == big - len(removed)
+        for i in kept:  # the rest survived the rewrite, vectors intact
+            (hits,) = gallery.search(vectors[i : i + 1], model_id="model-s", threshold=0.99, top_k=1)
+            assert [h.identity for h in hits] == [f"person-{i}"]
+    finally:
+        gallery.close()
+    for i in removed:
+        assert containing(vectors[i].tobytes(), directory) == []
