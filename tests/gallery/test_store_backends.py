@@ -223,7 +223,10 @@ def test_the_server_searches_its_hnsw_index_through_the_filter(
     inside them. Exact copies of Obama's enrolled vector under another model, an ended validity
     and another authorisation sit in those graphs, and only the filter keeps them out."""
     model, now = embedder.model_id, int(time.time() * 1000)
-    settings = gallery_backend.settings(hnsw_m=8, hnsw_ef_construction=64, search_ef=32)
+    # The shipped HNSW settings. With M 8, efConstruction 64 and ef 32 the graph over the random
+    # filler missed obama-1 in about 1 run of 10 (CI at 3e441db, 1 of 5 here): an approximate
+    # search's miss, which says nothing about the filter this test is about.
+    settings = gallery_backend.settings(hnsw_m=32, hnsw_ef_construction=100, search_ef=128)
     gallery = Gallery(settings, dim=embedder.dim)
     client = gallery_backend.client()
     try:
@@ -254,7 +257,7 @@ def test_the_server_searches_its_hnsw_index_through_the_filter(
             np.concatenate([biden, obama_1, noise[fill_w : fill_w + fill_m]]),
         )
         index = client.describe_index(gallery.collection, "vector")
-        assert (index["index_type"], int(index["M"]), int(index["efConstruction"])) == ("HNSW", 8, 64)
+        assert (index["index_type"], int(index["M"]), int(index["efConstruction"])) == ("HNSW", 32, 100)
         wait_until_searched_on_the_index(client, gallery.collection, 2 * PARTITION_ROWS)
 
         def entry_ids(top_k: int, at_ms: int, authorisation_ids: list[str] | None) -> list[str]:
@@ -271,7 +274,7 @@ def test_the_server_searches_its_hnsw_index_through_the_filter(
         assert entry_ids(3, now, [WANTED]) == ["obama-1", "obama-2"]
         assert entry_ids(3, now, None) == ["copy-missing", "obama-1", "obama-2"]
         assert entry_ids(3, now - 1, [WANTED]) == ["copy-ended", "obama-1", "obama-2"]  # still valid then
-        assert entry_ids(100, now, [WANTED]) == ["obama-1", "obama-2"]  # top_k above search_ef: ef raised
+        assert entry_ids(200, now, [WANTED]) == ["obama-1", "obama-2"]  # top_k above search_ef: ef raised
         assert found(gallery, probes.biden, model, authorisation_ids=[MISSING]) == ["biden"]
         assert found(gallery, probes.biden, model, authorisation_ids=[WANTED]) == []
     finally:
