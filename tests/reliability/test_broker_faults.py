@@ -191,13 +191,15 @@ def test_broker_killed_then_restarted_mid_stream_every_stage_resumes_within_seco
                     time.sleep(DOWN_S)
                     private_broker.start()  # same data dir and ports, its logs recovered
                 else:
+                    # Checked as the broker goes, not after the stages resumed: on a loaded machine
+                    # the first restart's resume took long enough that the files had ended by then
+                    # (CI at 3e441db), although they still played through this restart.
+                    left = len(want.frame_ids) - sum(end_offsets(settings, frames_topic).values())
+                    assert left > 0, f"the files ended before the second restart (resumes: {resumes})"
                     private_broker.restart(down_s=DOWN_S)  # SIGTERM: a controlled shutdown
                 up_at = time.monotonic()
                 resumes[how] = times_to_resume(committed, up_at)
                 chaos.assert_running()  # nobody gave up while the broker was away
-            assert sum(end_offsets(settings, frames_topic).values()) < len(want.frame_ids), (
-                "the files ended before the second restart: it shows nothing about the sampler"
-            )
 
             def every_candidate() -> bool:
                 matches.poll()
