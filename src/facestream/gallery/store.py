@@ -61,7 +61,6 @@ from pymilvus.exceptions import MilvusException
 from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
 from facestream.settings import GallerySettings
 
-log = logging.getLogger(__name__)
 # pymilvus logs every failed RPC with a traceback; facestream reports failures itself.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 # Milvus Lite logs a locked data directory with a traceback; Gallery raises GalleryLocked instead.
