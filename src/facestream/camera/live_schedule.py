@@ -31,6 +31,12 @@ EPSILON_S = 1e-3
 """Timestamps are rounded (90 kHz, milliseconds): closer than this counts as equal."""
 
 
+def gop_over(gop_s: float, interval_s: float) -> bool:
+    """Whether a GOP is longer than the sampling interval, so that key frames alone would sample
+    too rarely (the one rule files and live streams both apply)."""
+    return gop_s > interval_s + EPSILON_S
+
+
 @dataclass(slots=True)
 class LiveSchedule:
     """Decides, frame by frame in stream order, which frames are samples."""
@@ -65,7 +71,7 @@ class LiveSchedule:
 
     @property
     def gop_over_interval(self) -> bool:
-        return self.gop_s is not None and self.gop_s > self.interval_s + EPSILON_S
+        return self.gop_s is not None and gop_over(self.gop_s, self.interval_s)
 
     @property
     def keys_suffice(self) -> bool:

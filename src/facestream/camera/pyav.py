@@ -35,7 +35,7 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
-from facestream.camera.live_schedule import EPSILON_S, LiveSchedule
+from facestream.camera.live_schedule import LiveSchedule, gop_over
 from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
@@ -66,7 +66,7 @@ class DecodeStats:
     def note_gop(self, camera_id: str, gop_s: float, interval_s: float) -> None:
         """Record a GOP's length, and say once per camera when it is longer than the interval."""
         self.gop_s = round(gop_s, 3)
-        self.gop_over_interval = gop_s > interval_s + EPSILON_S
+        self.gop_over_interval = gop_over(gop_s, interval_s)
         if self.gop_over_interval and not self.reported:
             self.reported = True
             log.warning(
