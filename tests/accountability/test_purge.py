@@ -25,11 +25,12 @@ from facestream.accountability.purge import Purger
 from facestream.accountability.settings import AccountabilitySettings, PolicySettings
 from facestream.errors import AuditError
 from facestream.gallery.enroll import Enroller
-from facestream.gallery.store import FOREVER_MS, QUERY_LIMIT, Gallery, GalleryEntry
+from facestream.gallery.store import FOREVER_MS, QUERY_LIMIT, Gallery
 from facestream.settings import GallerySettings, MatcherSettings, Settings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.accountability import audit_records, containing, enroll, grant_authorisation, run_cli
+from tests.fixtures.milvus import synthetic_entries
 
 pytestmark = pytest.mark.usefixtures("accountability_env")
 
@@ -234,14 +235,10 @@ def test_removing_entries_from_a_partition_larger_than_one_query_erases_them_fro
     directory = tmp_path / "gallery"
     big = QUERY_LIMIT + 16
     vectors = np.random.default_rng(11).normal(size=(big, 8)).astype(np.float32)
-    entries_ = [
-        GalleryEntry(f"e{i}", f"person-{i}", "AUTH-BIG", "model-s", f"p{i}", 1, FOREVER_MS)
-        for i in range(big)
-    ]
     removed, kept = (5, big - 3), (7, big - 1)
     gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
     try:
-        gallery.add(entries_, vectors)
+        gallery.add(synthetic_entries(big, "AUTH-BIG", FOREVER_MS, "e"), vectors)
         assert all(containing(vectors[i].tobytes(), directory) for i in removed)  # the needles are there
 
         gone = gallery.remove_entries([f"e{i}" for i in removed])
@@ -250,7 +247,7 @@ def test_removing_entries_from_a_partition_larger_than_one_query_erases_them_fro
         assert gallery.count() == big - len(removed)
         for i in kept:  # the rest survived the rewrite, vectors intact
             (hits,) = gallery.search(vectors[i : i + 1], model_id="model-s", threshold=0.99, top_k=1)
-            assert [h.identity for h in hits] == [f"person-{i}"]
+            assert [h.identity for h in hits] == [f"e-{i}"]
     finally:
         gallery.close()
     for i in removed:

@@ -24,7 +24,7 @@ from facestream.settings import MatcherSettings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.media import vector_of
-from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend
+from tests.fixtures.milvus import BOTH_BACKENDS, GalleryBackend, synthetic_entries
 
 THRESHOLD = MatcherSettings().match_threshold
 WANTED, MISSING = "AUTH-WANTED", "AUTH-MISSING"
@@ -123,16 +123,6 @@ def test_remove_expired_erases_only_entries_whose_validity_has_ended(
     (hits,) = gallery.search(probes.obama, model_id=embedder.model_id, threshold=THRESHOLD, top_k=3, now_ms=0)
     assert hits == []
     assert gallery.remove_expired(ends + 1) == []
-
-
-def synthetic_entries(
-    count: int, authorisation_id: str, valid_until_ms: int, prefix: str, model_id: str = "model-s"
-) -> list[GalleryEntry]:
-    """Entries of made-up people, for sizes no photo set reaches."""
-    return [
-        GalleryEntry(f"{prefix}{i}", f"{prefix}-{i}", authorisation_id, model_id, f"p{i}", 1, valid_until_ms)
-        for i in range(count)
-    ]
 
 
 @BOTH_BACKENDS
