@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,9 +102,16 @@ class GroupReader:
     def status(self, group: str, topic: str) -> GroupStatus:
         count = self.partition_count(topic)
         tps = [TopicPartition(topic, p) for p in range(count)]
-        committed = self._committed(group, tps)
+        consumer = inspector(self._settings, group=group)
+        try:
+            committed = self._committed(consumer, tps)
+            marks = self._watermarks(consumer, tps)
+        finally:
+            consumer.close()
         description = self._ask(
-            lambda: self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[group]
+            lambda: self._admin.describe_consumer_groups([group], request_timeout=self._timeout_s)[
+                group
+            ].result(timeout=self._timeout_s)
         )
         members = tuple(
             Member(
@@ -117,56 +123,47 @@ class GroupReader:
             )
             for m in description.members
         )
-        marks = self._watermarks(tps)
         lags = tuple(PartitionLag(p, committed.get(p), *marks[p]) for p in range(count))
         return GroupStatus(group, topic, str(description.state.name), members, lags)
 
-    def _committed(self, group: str, tps: Sequence[TopicPartition]) -> dict[int, int]:
+    def _committed(self, consumer: Consumer, tps: Sequence[TopicPartition]) -> dict[int, int]:
         """partition -> the group's committed offset (partitions never committed are left out).
 
-        Read first, by a consumer with the group's id, because a consumer looks for the group's
-        coordinator again until one answers, and librdkafka's admin requests do not: a
-        FindCoordinator answered COORDINATOR_NOT_AVAILABLE three times in a row (a broker still
-        creating __consumer_offsets answers so for a second or two) leaves describe_consumer_groups
-        waiting out its whole timeout, and the admin client then hangs in destroy once the broker
-        is gone (librdkafka 2.16; seen in CI and reproduced 3 times in 4 on a fresh broker). Once
-        this has answered, the coordinator is up and the admin request finds it at once.
+        Read first, by a consumer with the group's id (it never joins the group), because a
+        consumer looks for the group's coordinator again until one answers, and librdkafka's
+        admin requests do not: a FindCoordinator answered COORDINATOR_NOT_AVAILABLE three times
+        in a row (a broker still creating __consumer_offsets answers so for a second or two)
+        leaves describe_consumer_groups waiting out its whole timeout, and the admin client then
+        hangs in destroy once the broker is gone (librdkafka 2.16; seen in CI and reproduced 3
+        times in 4 on a fresh broker). Once this has answered, the coordinator is up and the
+        admin request finds it at once.
         """
-        consumer = inspector(self._settings, group=group)
-        try:
-            found = consumer.committed(list(tps), timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise FacestreamError(f"Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}") from None
-        finally:
-            consumer.close()
+        found = self._ask(lambda: consumer.committed(list(tps), timeout=self._timeout_s))
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
-    def _watermarks(self, tps: Sequence[TopicPartition]) -> dict[int, tuple[int, int]]:
-        """(earliest, end) per partition, asked of the partitions' leaders by a consumer outside
-        any group. Just after a topic is created (or leadership moves) a broker answers NOT_LEADER
-        for a few seconds, so a failed answer is asked again until the timeout."""
-        consumer = inspector(self._settings)
+    def _watermarks(self, consumer: Consumer, tps: Sequence[TopicPartition]) -> dict[int, tuple[int, int]]:
+        """(earliest, end) per partition, asked of the partitions' leaders. Just after a topic is
+        created (or leadership moves) a broker answers NOT_LEADER for a few seconds, so a failed
+        answer is asked again until the timeout."""
         deadline = time.monotonic() + self._timeout_s
         out: dict[int, tuple[int, int]] = {}
-        try:
-            for tp in tps:
-                while tp.partition not in out:
-                    try:
-                        low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
-                        out[tp.partition] = (int(low), int(high))
-                    except KafkaException as exc:
-                        # librdkafka does not flag NOT_LEADER here as retriable: retry until the deadline.
-                        if time.monotonic() > deadline:
-                            raise FacestreamError(
-                                f"Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}"
-                            ) from None
-                        time.sleep(0.25)
-        finally:
-            consumer.close()
+        for tp in tps:
+            while tp.partition not in out:
+                try:
+                    low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
+                    out[tp.partition] = (int(low), int(high))
+                except KafkaException as exc:
+                    # librdkafka does not flag NOT_LEADER here as retriable: retry until the deadline.
+                    if time.monotonic() > deadline:
+                        problem = f"Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}"
+                        raise FacestreamError(problem) from None
+                    time.sleep(0.25)
         return out
 
-    def _ask(self, request: Callable[[], Future[Any]]) -> Any:
-        """The answer to `request`, asked again while the group's coordinator is not ready.
+    def _ask(self, request: Callable[[], Any]) -> Any:
+        """The answer of `request` (a call that waits for it), asked again while the group's
+        coordinator is not ready: the consumer's committed offsets too answered NOT_COORDINATOR
+        on a fresh broker under load (2 of 4 runs with 2 cores kept busy).
 
         A broker that just started (or took over the group) answers COORDINATOR_LOAD_IN_PROGRESS,
         NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE for a few seconds while it loads
@@ -176,7 +173,7 @@ class GroupReader:
         deadline = time.monotonic() + self._timeout_s
         while True:
             try:
-                return request().result(timeout=self._timeout_s)
+                return request()
             except KafkaException as exc:
                 error = exc.args[0]
                 retry = isinstance(error, KafkaError) and error.code() in COORDINATOR_NOT_READY
