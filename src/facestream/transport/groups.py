@@ -163,7 +163,7 @@ class GroupReader:
     def _ask(self, request: Callable[[], Any]) -> Any:
         """The answer of `request` (a call that waits for it), asked again while the group's
         coordinator is not ready: the consumer's committed offsets too answered NOT_COORDINATOR
-        on a fresh broker under load (2 of 4 runs with 2 cores kept busy).
+        on a fresh broker under load (4 of 6 runs with 2 cores kept busy).
 
         A broker that just started (or took over the group) answers COORDINATOR_LOAD_IN_PROGRESS,
         NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE for a few seconds while it loads
