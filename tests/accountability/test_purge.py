@@ -252,3 +252,70 @@ def test_removing_entries_from_a_partition_larger_than_one_query_erases_them_fro
         gallery.close()
     for i in removed:
         assert containing(vectors[i].tobytes(), directory) == []
+
+
+_REMOVE_AND_DIE = """
+import os, sys
+import numpy as np
+from facestream.gallery.store import Gallery
+from facestream.settings import GallerySettings
+
+directory, crash_at, removed = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+gallery = Gallery(GallerySettings(gallery=directory), dim=8)
+calls = {"n": 0}
+real = getattr(gallery._client, crash_at)
+
+
+def dies(*args, **kwargs):
+    calls["n"] += 1
+    if crash_at != "insert" or calls["n"] == 2:  # insert: once the new partition holds some rows
+        os._exit(9)
+    return real(*args, **kwargs)
+
+
+setattr(gallery._client, crash_at, dies)
+gallery.remove_entries(removed)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("crash_at", ["delete", "insert"])
+def test_a_process_killed_while_removing_entries_loses_none_of_the_others(
+    tmp_path: Path, crash_at: str
+) -> None:
+    """Milvus Lite erases by dropping the partition and inserting the rest again. A process that
+    died in between (`insert`: after the drop, the new partition half filled) lost the rest: the
+    authorisation's other entries were gone. The rows kept are journalled first, so the next open
+    finishes the erasure, and a death before anything was deleted (`delete`) erases too."""
+    directory = tmp_path / "gallery"
+    count = 9000  # more than one insert call of the rewrite (_WRITE_ROWS), so `insert` dies halfway
+    vectors = np.random.default_rng(5).normal(size=(count, 8)).astype(np.float32)
+    removed, kept = (3, count - 2), (0, 4, count - 1)
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        gallery.add(synthetic_entries(count, "AUTH-KEEP", FOREVER_MS, "e"), vectors)
+    finally:
+        gallery.close()
+
+    died = subprocess.run(
+        [sys.executable, "-c", _REMOVE_AND_DIE, str(directory), crash_at, ",".join(f"e{i}" for i in removed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert died.returncode == 9, died.stderr  # it died where it was made to, not elsewhere
+
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        assert gallery.count() == count - len(removed)
+        assert {e.entry_id for e in gallery.entries_of_authorisation("AUTH-KEEP")}.isdisjoint(
+            f"e{i}" for i in removed
+        )
+        for i in kept:
+            (hits,) = gallery.search(vectors[i : i + 1], model_id="model-s", threshold=0.99, top_k=1)
+            assert [h.identity for h in hits] == [f"e-{i}"]
+    finally:
+        gallery.close()
+    assert list(directory.glob("rewrite.*")) == []
+    for i in removed:
+        assert containing(vectors[i].tobytes(), directory) == []

@@ -12,7 +12,8 @@ Each authorisation's entries live in their own Milvus partition. Deleting rows o
 them: Milvus Lite keeps deleted vectors in its WAL and segment files until a compaction it
 may never run, and a purge must erase. Dropping a partition removes its files, so purging
 an authorisation drops its partition, and removing single entries rewrites their
-partition without them (on a Milvus server: delete, then compact).
+partition without them (on a Milvus server: delete, then compact). The rows a rewrite keeps are
+on disk until it has finished (gallery/rewrite_journal.py), so a crash in the middle loses none.
 
 On a Milvus server (measured on 2.3.5, tests/gallery/test_store_backends.py), reads are not
 read-your-writes by default: collections get pymilvus' Bounded consistency, and a query or
@@ -59,12 +60,14 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
+from facestream.gallery.rewrite_journal import PendingRewrite, RewriteJournal
 from facestream.settings import GallerySettings
 
 # pymilvus logs every failed RPC with a traceback; facestream reports failures itself.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 # Milvus Lite logs a locked data directory with a traceback; Gallery raises GalleryLocked instead.
 logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 FOREVER_MS = 2**62
 QUERY_LIMIT = 16384
@@ -172,6 +175,7 @@ class Gallery:
         self._closed = False
         self._client = self._connect(settings)
         self._lite_path = None if self.is_server else _hold_lite(Path(settings.gallery) / "milvus.db")
+        self._journal = None if self.is_server else RewriteJournal(Path(settings.gallery), self.collection)
         try:
             self._ensure_collection()
         except BaseException:
@@ -200,6 +204,7 @@ class Gallery:
         if self._call(self._client.has_collection, self.collection):
             # A reopened collection starts released; searching needs it loaded.
             self._call(self._client.load_collection, self.collection)
+            self._finish_rewrites()
             return
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("entry_id", DataType.VARCHAR, is_primary=True, max_length=64)
@@ -222,6 +227,21 @@ class Gallery:
         index.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE", params=params)
         with _quiet_unimplemented_rpcs(enabled=not self.is_server):
             self._call(self._client.create_collection, self.collection, schema=schema, index_params=index)
+        if self._journal is not None:
+            # Left by a collection that no longer exists: its rows must not come back in a new one.
+            for stale in self._journal.pending():
+                self._journal.done(stale)
+
+    def _finish_rewrites(self) -> None:
+        """Finish partition rewrites a killed process left half done (gallery/rewrite_journal.py)."""
+        if self._journal is None:
+            return
+        for pending in self._journal.pending():
+            log.warning(
+                "gallery: finishing the rewrite of partition %s that a previous process left unfinished",
+                pending.partition,
+            )
+            self._rewrite_partition(pending)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -437,15 +457,24 @@ class Gallery:
         return len(gone)
 
     def remove_entries(self, entry_ids: Sequence[str]) -> list[GalleryEntry]:
-        """Erase entries, vectors included (see the module docstring); returns those that existed."""
+        """Erase entries, vectors included (see the module docstring); returns those that existed.
+
+        On Milvus Lite each partition they are in is rewritten without them. The rows it keeps are
+        written to the rewrite journal before anything is deleted, so from then on the erasure
+        finishes even if this process dies: here, or when the gallery is next opened."""
         if not entry_ids:
             return []
         ids = ", ".join(_quote(i, "entry id") for i in entry_ids)
         with self._lock:
             gone = self.entries(f"entry_id in [{ids}]")
+            partitions = sorted({partition_of(e.authorisation_id) for e in gone})
+            rewrites = [self._keep_all_but(partition, set(entry_ids)) for partition in partitions]
             self._call(self._client.delete, self.collection, ids=list(entry_ids))
-            for authorisation_id in sorted({e.authorisation_id for e in gone}):
-                self._compact_partition(partition_of(authorisation_id))
+            if self.is_server:
+                self._call(self._client.compact, self.collection)
+            for pending in rewrites:
+                if pending is not None:
+                    self._rewrite_partition(pending)
             self._settle()
         return gone
 
@@ -477,23 +506,29 @@ class Gallery:
         if self.is_server:
             self._call(self._client.load_collection, self.collection)
 
-    def _compact_partition(self, partition: str) -> None:
-        """Make deleted rows of a partition unrecoverable from disk.
-
-        On Milvus Lite the partition is rewritten from its remaining rows, read page by page into
-        memory (`_all_rows`), so a partition of any size is rewritten (before, one of more than
-        QUERY_LIMIT entries was left as it was, its deleted vectors on disk)."""
-        if self.is_server:
-            self._call(self._client.compact, self.collection)
-            return
-        if not self._call(self._client.has_partition, self.collection, partition):
-            return
+    def _keep_all_but(self, partition: str, removed: set[str]) -> PendingRewrite | None:
+        """On Milvus Lite, journal the partition's rows other than `removed` (None on a server, which
+        compacts instead, or when the partition does not exist). Rows are read page by page into
+        memory (`_all_rows`), so a partition of any size is rewritten."""
+        if self._journal is None or not self._call(self._client.has_partition, self.collection, partition):
+            return None
         rows = self._call(self._all_rows, 'entry_id != ""', [*_ENTRY_FIELDS, "vector"], partition)
-        self._drop_partition(partition)
-        self._call(self._client.create_partition, self.collection, partition)
+        kept = [r for r in rows if r["entry_id"] not in removed]
+        return self._journal.keep(partition, kept, [*_ENTRY_FIELDS, "vector"])
+
+    def _rewrite_partition(self, pending: PendingRewrite) -> None:
+        """Drop the partition, insert the journalled rows into a new one, flush, forget the journal.
+        Run again after a crash at any point, it ends in the same state."""
+        assert self._journal is not None, "only Milvus Lite rewrites partitions"
+        rows = self._journal.rows(pending)
+        if self._call(self._client.has_partition, self.collection, pending.partition):
+            self._drop_partition(pending.partition)
+        self._call(self._client.create_partition, self.collection, pending.partition)
         for start in range(0, len(rows), _WRITE_ROWS):  # a new partition: insert (see `_write`)
             chunk = rows[start : start + _WRITE_ROWS]
-            self._call(self._client.insert, self.collection, chunk, partition_name=partition)
+            self._call(self._client.insert, self.collection, chunk, partition_name=pending.partition)
+        self._call(self._client.flush, self.collection)
+        self._journal.done(pending)
 
     def count(self) -> int:
         """Entries in the gallery. Not the collection statistics: on a 2.3 server their row_count
