@@ -22,7 +22,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from facestream.sample import _framed  # the same zoom and pan as the demo's and tests' videos
+from facestream.sample import framed  # the same zoom and pan as the demo's and tests' videos
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def make_h264_video(
         for i in range(total):
             index = min(i // per_photo, len(images) - 1)
             t = (i - index * per_photo) / max(1, per_photo - 1)
-            frame = _framed(images[index], width, height, zoom=1.0 + 0.15 * t, shift=t)
+            frame = framed(images[index], width, height, zoom=1.0 + 0.15 * t, shift=t)
             if noise:
                 frame = np.clip(frame.astype(np.int16) + fields[i % len(fields)], 0, 255).astype(np.uint8)
             writer.send(np.ascontiguousarray(frame))

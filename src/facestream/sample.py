@@ -40,7 +40,7 @@ def make_camera_video(
             frames = max(1, round(seconds_each * fps))
             for i in range(frames):
                 t = i / max(1, frames - 1)
-                writer.write(_framed(image, width, height, zoom=1.0 + 0.15 * t, shift=t))
+                writer.write(framed(image, width, height, zoom=1.0 + 0.15 * t, shift=t))
             if gap_seconds > 0 and index < len(photos) - 1:
                 for i in range(round(gap_seconds * fps)):
                     frame = background.copy()
@@ -51,7 +51,7 @@ def make_camera_video(
     return out
 
 
-def _framed(image: np.ndarray, width: int, height: int, *, zoom: float, shift: float) -> np.ndarray:
+def framed(image: np.ndarray, width: int, height: int, *, zoom: float, shift: float) -> np.ndarray:
     """The photo fitted into the frame, zoomed by `zoom` and panned by `shift` (0..1)."""
     scale = min(width / image.shape[1], height / image.shape[0]) * zoom
     resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale))))

@@ -13,7 +13,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from facestream.sample import _framed
+from facestream.sample import framed
 
 
 def make_h264(
@@ -51,7 +51,7 @@ def make_h264(
         for i in range(total):
             index = min(i // per_photo, len(images) - 1)
             t = (i - index * per_photo) / max(1, per_photo - 1)
-            frame = _framed(images[index], width, height, zoom=1.0 + 0.15 * t, shift=t)
+            frame = framed(images[index], width, height, zoom=1.0 + 0.15 * t, shift=t)
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
