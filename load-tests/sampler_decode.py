@@ -8,7 +8,10 @@ is 720p 25 fps H.264, 1 s GOP, no B-frames (scalelab/media.py, libx264 veryfast)
 1 fps; one camera-second = one second of media. Live rows (--live-seconds): the same file played
 in real time over tcp:// by an FFmpeg child (not counted), one camera-second = one wall second.
 CPU from time.process_time() (all threads of this process); file rows: median of --repeat runs
-of each, alternated so both see the same machine load.
+of each, alternated so both see the same machine load. The `pyav_floor` row is PyAV alone, no
+sampler code, decoding what any sampler at that rate must (each GOP from its key frame up to its
+last sample, each sample converted to BGR): the sampler's own overhead is its figure over this.
+`live_demux_only`: PyAV demuxing the live stream without decoding, what being live costs.
 
     .venv/bin/python load-tests/sampler_decode.py [--seconds 30] [--gop 1] [--fps 1] [--repeat 3]
 """
@@ -17,16 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import av
 from scalelab.media import ffmpeg_exe, make_h264_video
 
 from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder
@@ -58,10 +66,133 @@ def cpu_per_camera_s(path: Path, seconds: float, fps: float, decoder: str) -> tu
     return used / seconds, len(frames), None if stats is None else stats.decoded
 
 
+def floor_cpu_per_camera_s(path: Path, seconds: float, fps: float) -> tuple[float, int]:
+    """(CPU s per camera-second, frames decoded) of PyAV alone: in each GOP, the frames from its key
+    frame up to the first frame at or past each grid point (every 1/fps s from the first frame)
+    are decoded, and those samples converted to BGR; nothing else. One decoder thread, as the
+    sampler's. Assumes no B-frames (decode order = display order), as scalelab's files have."""
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    interval = 1.0 / fps
+    assert stream.time_base is not None
+    time_base = float(stream.time_base)
+    decoded = 0
+    cpu = time.process_time()
+
+    def sample_gop(gop: list[Any], next_key_s: float | None) -> None:
+        nonlocal decoded
+        times = [float(pk.pts or 0) * time_base for pk in gop]
+        picks: set[int] = set()
+        grid = -(-round(times[0] / interval, 6) // 1) * interval  # the first grid point >= the key frame
+        end = next_key_s if next_key_s is not None else times[-1] + 1e-6
+        while grid < end - 1e-6:
+            picks.add(next(i for i, t in enumerate(times) if t >= grid - 1e-6))
+            grid += interval
+        last = max(picks, default=-1)
+        for i in range(last + 1):
+            for frame in gop[i].decode():
+                decoded += 1
+                if i in picks:
+                    frame.to_ndarray(format="bgr24")
+
+    gop: list[Any] = []  # av.Packet
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.is_keyframe and gop:
+            sample_gop(gop, float(packet.pts or 0) * time_base)
+            gop = []
+        gop.append(packet)
+    if gop:
+        sample_gop(gop, None)
+    used = time.process_time() - cpu
+    container.close()
+    return used / seconds, decoded
+
+
+def every_frame_ms(path: Path) -> tuple[float, float]:
+    """CPU ms per frame decoding every frame of the file, one thread: (PyAV, FFmpeg's own command
+    line). Equal figures say PyAV's bundled FFmpeg decodes as fast as FFmpeg itself (no slower
+    build, no Python cost per frame); the CLI's `-benchmark` reports its user CPU time."""
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    cpu, frames = time.process_time(), 0
+    for packet in container.demux(stream):
+        frames += len(packet.decode())
+    pyav_ms = 1000 * (time.process_time() - cpu) / frames
+    container.close()
+    done = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-threads", "1", "-benchmark", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    utime = re.search(r"bench: utime=([0-9.]+)s", done.stderr)
+    if utime is None:
+        raise RuntimeError(f"no -benchmark line from ffmpeg: {done.stderr[-300:]}")
+    return pyav_ms, 1000 * float(utime.group(1)) / frames
+
+
 def live_cpu_per_camera_s(path: Path, fps: float, decoder: str, seconds: float) -> tuple[float, int | None]:
     """(CPU s per camera-second, frames decoded where counted) of a live stream: an FFmpeg child
     plays the file in real time over tcp:// (MPEG-TS, stream copy) and is not counted; one
     camera-second = one wall second, measured after a 3 s warm-up (the GOP is known by then)."""
+    settings = SamplerSettings()
+    with _played_over_tcp(path) as url:
+        spec = CameraSpec(camera_id=f"bench-live-{decoder}", url=url, fps=fps, decoder=decoder)
+        source = open_source(spec, default_fps=fps, stall_timeout_s=10)
+        frames: list[Frame] = []
+        worker = CameraWorker(
+            spec,
+            source,
+            FrameEncoder(settings.jpeg_quality, settings.max_frame_width),
+            frames.append,
+            Backoff(),
+        )
+        try:
+            worker.start()
+            time.sleep(3.0)
+            stats = source.decode_stats
+            decoded = None if stats is None else stats.decoded
+            cpu, wall = time.process_time(), time.monotonic()
+            time.sleep(seconds)
+            used, elapsed = time.process_time() - cpu, time.monotonic() - wall
+            stats = source.decode_stats
+            if stats is not None and decoded is not None:
+                decoded = stats.decoded - decoded
+        finally:
+            worker.stop()
+    if not frames:
+        raise RuntimeError(f"live {decoder}: no frame")
+    return used / elapsed, decoded
+
+
+def live_demux_cpu_per_camera_s(path: Path, seconds: float) -> float:
+    """CPU s per camera-second of PyAV only demuxing the same live stream (no packet decoded): what
+    a live camera costs before any decoding, which a file read does not pay."""
+    with _played_over_tcp(path) as url:
+        container = av.open(url, timeout=(10.0, 10.0))
+        try:
+            stream = container.streams.video[0]
+            warm_up_until = time.monotonic() + 3.0
+            cpu: float | None = None
+            for _ in container.demux(stream):
+                now = time.monotonic()
+                if cpu is None and now >= warm_up_until:
+                    cpu, wall = time.process_time(), now
+                elif cpu is not None and now - wall >= seconds:
+                    return (time.process_time() - cpu) / (now - wall)
+        finally:
+            container.close()
+    raise RuntimeError("live demux: the stream ended")
+
+
+@contextmanager
+def _played_over_tcp(path: Path) -> Iterator[str]:
+    """An FFmpeg child (not counted) playing the file in real time, looped, as MPEG-TS over tcp://
+    (stream copy); yields the URL to read it from."""
     port = _free_port()
     child = subprocess.Popen(
         [
@@ -70,34 +201,12 @@ def live_cpu_per_camera_s(path: Path, fps: float, decoder: str, seconds: float) 
         ],
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    time.sleep(0.5)
-    settings = SamplerSettings()
-    spec = CameraSpec(
-        camera_id=f"bench-live-{decoder}", url=f"tcp://127.0.0.1:{port}", fps=fps, decoder=decoder
-    )
-    source = open_source(spec, default_fps=fps, stall_timeout_s=10)
-    frames: list[Frame] = []
-    worker = CameraWorker(
-        spec, source, FrameEncoder(settings.jpeg_quality, settings.max_frame_width), frames.append, Backoff()
-    )
     try:
-        worker.start()
-        time.sleep(3.0)
-        stats = source.decode_stats
-        decoded = None if stats is None else stats.decoded
-        cpu, wall = time.process_time(), time.monotonic()
-        time.sleep(seconds)
-        used, elapsed = time.process_time() - cpu, time.monotonic() - wall
-        stats = source.decode_stats
-        if stats is not None and decoded is not None:
-            decoded = stats.decoded - decoded
+        time.sleep(0.5)
+        yield f"tcp://127.0.0.1:{port}"
     finally:
-        worker.stop()
         child.terminate()
         child.wait(10)
-    if not frames:
-        raise RuntimeError(f"live {decoder}: no frame")
-    return used / elapsed, decoded
 
 
 def _free_port() -> int:
@@ -142,17 +251,23 @@ def main() -> int:
         runs: dict[str, list[float]] = {"opencv": [], "pyav": []}
         published: dict[str, int] = {}
         decoded: dict[str, int | None] = {}
+        floor_runs: list[float] = []
+        every: list[tuple[float, float]] = []
         for _ in range(args.repeat):
             for decoder in runs:
                 per_s, published[decoder], decoded[decoder] = cpu_per_camera_s(
                     media.path, media.seconds, args.fps, decoder
                 )
                 runs[decoder].append(per_s)
+            per_s, floor_decoded = floor_cpu_per_camera_s(media.path, media.seconds, args.fps)
+            floor_runs.append(per_s)
+            every.append(every_frame_ms(media.path))
         encode_s = jpeg_cpu_s_per_frame(media.path)
         live: dict[str, tuple[float, int | None]] = {}
         if args.live_seconds > 0:
             for decoder in ("opencv", "pyav"):
                 live[decoder] = live_cpu_per_camera_s(media.path, args.fps, decoder, args.live_seconds)
+            demux_s = live_demux_cpu_per_camera_s(media.path, args.live_seconds)
     median = {d: statistics.median(v) for d, v in runs.items()}
     report = {
         "media": media.describe(),
@@ -169,6 +284,18 @@ def main() -> int:
             }
             for decoder in runs
         },
+        "pyav_floor": {
+            "what": "PyAV alone: each GOP from its key frame up to its last sample, samples to BGR",
+            "cpu_s_per_camera_s": round(statistics.median(floor_runs), 4),
+            "runs": [round(v, 4) for v in floor_runs],
+            "cameras_per_core": round(1 / statistics.median(floor_runs), 1),
+            "frames_decoded": floor_decoded,
+        },
+        "every_frame_cpu_ms_per_frame": {
+            "pyav": round(statistics.median(e[0] for e in every), 3),
+            "ffmpeg_cli": round(statistics.median(e[1] for e in every), 3),
+        },
+        "pyav_over_floor": round(median["pyav"] / statistics.median(floor_runs), 2),
         "opencv_over_pyav": round(median["opencv"] / median["pyav"], 1),
         "of_which_jpeg_encode_cpu_s_per_camera_s": round(encode_s * args.fps, 4),
         "live_tcp_mpegts": {
@@ -180,17 +307,21 @@ def main() -> int:
             }
             for decoder, (per_s, n) in live.items()
         },
+        **({"live_demux_only_cpu_s_per_camera_s": round(demux_s, 4)} if live else {}),
     }
     print(json.dumps(report, indent=2))
     print(
         f"CPU s per camera-second: opencv {median['opencv']:.4f}, pyav {median['pyav']:.4f}, "
         f"ratio {report['opencv_over_pyav']}x; "
-        f"cameras/core {1 / median['opencv']:.1f} -> {1 / median['pyav']:.1f}"
+        f"cameras/core {1 / median['opencv']:.1f} -> {1 / median['pyav']:.1f}; "
+        f"PyAV alone (the floor) {statistics.median(floor_runs):.4f}, "
+        f"the sampler {report['pyav_over_floor']}x it"
     )
     if live:
         print(
             f"live (tcp MPEG-TS) CPU s per camera-second: opencv {live['opencv'][0]:.4f}, "
-            f"pyav {live['pyav'][0]:.4f}, ratio {live['opencv'][0] / live['pyav'][0]:.1f}x"
+            f"pyav {live['pyav'][0]:.4f}, ratio {live['opencv'][0] / live['pyav'][0]:.1f}x; "
+            f"demuxing alone {demux_s:.4f}"
         )
     return 0
 
