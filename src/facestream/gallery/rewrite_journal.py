@@ -49,7 +49,8 @@ class RewriteJournal:
         columns = {f: np.asarray([r[f] for r in rows]) for f in fields if f != "vector"}
         vectors = [np.asarray(r["vector"], dtype=np.float32) for r in rows]
         columns["vector"] = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
-        with partial.open("wb") as out:
+        # Owner-only, as the vectors are biometric data (the gallery's own files are the server's).
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             np.savez(out, allow_pickle=False, **columns)
             out.flush()
             os.fsync(out.fileno())
