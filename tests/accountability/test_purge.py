@@ -31,6 +31,7 @@ from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
 from tests.fixtures.accountability import audit_records, containing, enroll, grant_authorisation, run_cli
 from tests.fixtures.milvus import synthetic_entries
+from tests.fixtures.reliability import MilvusServer
 
 pytestmark = pytest.mark.usefixtures("accountability_env")
 
@@ -260,35 +261,43 @@ import numpy as np
 from facestream.gallery.store import Gallery
 from facestream.settings import GallerySettings
 
-directory, crash_at, removed = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+directory, method, nth, removed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
 gallery = Gallery(GallerySettings(gallery=directory), dim=8)
 calls = {"n": 0}
-real = getattr(gallery._client, crash_at)
+real = getattr(gallery._client, method)
 
 
 def dies(*args, **kwargs):
     calls["n"] += 1
-    if crash_at != "insert" or calls["n"] == 2:  # insert: once the new partition holds some rows
+    if calls["n"] == nth:
         os._exit(9)
     return real(*args, **kwargs)
 
 
-setattr(gallery._client, crash_at, dies)
+setattr(gallery._client, method, dies)
 gallery.remove_entries(removed)
 sys.exit(0)
 """
 
 
-@pytest.mark.parametrize("crash_at", ["delete", "insert"])
+@pytest.mark.parametrize(
+    ("method", "nth", "erased"),
+    [
+        ("insert", 2, False),  # copying the kept rows into the journal: no marker yet
+        ("delete", 1, True),  # the journal is complete; nothing deleted yet
+        ("insert", 5, True),  # the partition dropped, the first of its two inserts done
+    ],
+    ids=["while-journalling", "before-deleting", "halfway-through-the-rewrite"],
+)
 def test_a_process_killed_while_removing_entries_loses_none_of_the_others(
-    tmp_path: Path, crash_at: str
+    tmp_path: Path, method: str, nth: int, erased: bool
 ) -> None:
     """Milvus Lite erases by dropping the partition and inserting the rest again. A process that
-    died in between (`insert`: after the drop, the new partition half filled) lost the rest: the
-    authorisation's other entries were gone. The rows kept are journalled first, so the next open
-    finishes the erasure, and a death before anything was deleted (`delete`) erases too."""
+    died in between lost the rest: the authorisation's other entries were gone. The rows kept are
+    journalled first (inserts 1-2: the rows, 3: the marker), so the next open finishes the erasure;
+    a death before the journal was complete leaves everything as it was and no journal behind."""
     directory = tmp_path / "gallery"
-    count = 9000  # more than one insert call of the rewrite (_WRITE_ROWS), so `insert` dies halfway
+    count = 9000  # two insert calls a copy (_WRITE_ROWS 8192): a death can fall between them
     vectors = np.random.default_rng(5).normal(size=(count, 8)).astype(np.float32)
     removed, kept = (3, count - 2), (0, 4, count - 1)
     gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
@@ -298,24 +307,60 @@ def test_a_process_killed_while_removing_entries_loses_none_of_the_others(
         gallery.close()
 
     died = subprocess.run(
-        [sys.executable, "-c", _REMOVE_AND_DIE, str(directory), crash_at, ",".join(f"e{i}" for i in removed)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [sys.executable, "-c", _REMOVE_AND_DIE, str(directory), method, str(nth),
+         ",".join(f"e{i}" for i in removed)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert died.returncode == 9, died.stderr  # it died where it was made to, not elsewhere
 
     gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
     try:
-        assert gallery.count() == count - len(removed)
-        assert {e.entry_id for e in gallery.entries_of_authorisation("AUTH-KEEP")}.isdisjoint(
-            f"e{i}" for i in removed
-        )
+        assert gallery.count() == count - (len(removed) if erased else 0)
+        ids = {e.entry_id for e in gallery.entries_of_authorisation("AUTH-KEEP")}
+        gone = {f"e{i}" for i in removed}
+        assert ids.isdisjoint(gone) if erased else ids >= gone
         for i in kept:
             (hits,) = gallery.search(vectors[i : i + 1], model_id="model-s", threshold=0.99, top_k=1)
             assert [h.identity for h in hits] == [f"e-{i}"]
     finally:
         gallery.close()
-    assert list(directory.glob("rewrite.*")) == []
-    for i in removed:
-        assert containing(vectors[i].tobytes(), directory) == []
+    assert not [p for p in directory.rglob("*") if "_rewrites" in p.name]  # the journal was dropped
+    if erased:
+        for i in removed:
+            assert containing(vectors[i].tobytes(), directory) == []
+
+
+def test_removals_and_purges_through_a_milvus_lite_server_erase_from_its_disk(
+    milvus_server: MilvusServer,
+) -> None:
+    """The chart's default gallery is `milvus-lite server`: reached by URI like a Milvus server, so
+    it was treated as one. Removing entries deleted and compacted, which on Milvus Lite erases
+    nothing (the removed vectors stayed in its files), and purging an authorisation failed outright
+    (`release_partitions`: UNIMPLEMENTED on Milvus Lite). The client now asks the server what it
+    is: entries are removed by rewriting their partition, and a purge drops it without a release."""
+    vectors = np.random.default_rng(9).normal(size=(40, 8)).astype(np.float32)
+    removed, kept = (3, 7), (0, 39)
+    gallery = Gallery(GallerySettings(gallery=milvus_server.uri), dim=8)
+    try:
+        assert gallery.is_server and gallery.is_lite
+        gallery.add(synthetic_entries(40, "AUTH-SRV", FOREVER_MS, "e"), vectors)
+        assert all(containing(vectors[i].tobytes(), milvus_server.data_dir) for i in removed)
+
+        gone = gallery.remove_entries([f"e{i}" for i in removed])
+
+        assert sorted(e.entry_id for e in gone) == sorted(f"e{i}" for i in removed)
+        assert gallery.count() == 40 - len(removed)
+        for i in kept:
+            (hits,) = gallery.search(vectors[i : i + 1], model_id="model-s", threshold=0.99, top_k=1)
+            assert [h.identity for h in hits] == [f"e-{i}"]
+        for i in removed:
+            assert containing(vectors[i].tobytes(), milvus_server.data_dir) == []
+        assert all(containing(vectors[i].tobytes(), milvus_server.data_dir) for i in kept)
+
+        assert gallery.remove_authorisation("AUTH-SRV") == 40 - len(removed)
+
+        assert gallery.count() == 0
+    finally:
+        gallery.close()
+    for i in kept:
+        assert containing(vectors[i].tobytes(), milvus_server.data_dir) == []

@@ -12,8 +12,10 @@ Each authorisation's entries live in their own Milvus partition. Deleting rows o
 them: Milvus Lite keeps deleted vectors in its WAL and segment files until a compaction it
 may never run, and a purge must erase. Dropping a partition removes its files, so purging
 an authorisation drops its partition, and removing single entries rewrites their
-partition without them (on a Milvus server: delete, then compact). The rows a rewrite keeps are
-on disk until it has finished (gallery/rewrite_journal.py), so a crash in the middle loses none.
+partition without them (on a Milvus server: delete, then compact). That holds for Milvus Lite
+behind a URI too (`milvus-lite server`, the chart's default gallery), whose compaction erases
+nothing either: the client asks the server what it is. The rows a rewrite keeps are stored apart
+until it has finished (gallery/rewrite_journal.py), so a crash in the middle loses none.
 
 On a Milvus server (measured on 2.3.5, tests/gallery/test_store_backends.py), reads are not
 read-your-writes by default: collections get pymilvus' Bounded consistency, and a query or
@@ -48,18 +50,18 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pymilvus import DataType, MilvusClient
+from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
+from facestream.gallery.lite_grpc import quiet_unimplemented_rpcs
 from facestream.gallery.rewrite_journal import PendingRewrite, RewriteJournal
 from facestream.settings import GallerySettings
 
@@ -70,6 +72,9 @@ logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
 log = logging.getLogger(__name__)
 
 FOREVER_MS = 2**62
+LITE_VERSION_PREFIX = "milvus_lite"
+"""How Milvus Lite names its version (`milvus_lite-3.2.2`), embedded or as `milvus-lite server`; a
+Milvus server answers `v2.3.5`."""
 QUERY_LIMIT = 16384
 """The most rows one query may ask for (offset + limit): a 2.3 server refuses a larger window
 ("invalid max query result window"), Milvus Lite takes one. A query given this limit returns at most
@@ -175,8 +180,15 @@ class Gallery:
         self._closed = False
         self._client = self._connect(settings)
         self._lite_path = None if self.is_server else _hold_lite(Path(settings.gallery) / "milvus.db")
-        self._journal = None if self.is_server else RewriteJournal(Path(settings.gallery), self.collection)
         try:
+            self.is_lite = not self.is_server or self._call(self._client.get_server_version).startswith(
+                LITE_VERSION_PREFIX
+            )
+            self._journal = (
+                RewriteJournal(self._client, self.collection, _ENTRY_FIELDS, self._schema, dim, self._call)
+                if self.is_lite
+                else None
+            )
             self._ensure_collection()
         except BaseException:
             self.close()
@@ -206,15 +218,7 @@ class Gallery:
             self._call(self._client.load_collection, self.collection)
             self._finish_rewrites()
             return
-        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("entry_id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("identity", DataType.VARCHAR, max_length=256)
-        schema.add_field("authorisation_id", DataType.VARCHAR, max_length=64)
-        schema.add_field("model_id", DataType.VARCHAR, max_length=128)
-        schema.add_field("photo_id", DataType.VARCHAR, max_length=64)
-        schema.add_field("enrolled_at_ms", DataType.INT64)
-        schema.add_field("valid_until_ms", DataType.INT64)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema = self._schema()
         index = self._client.prepare_index_params()
         params: dict[str, Any] = {}
         if self.settings.index_type == "HNSW":
@@ -225,12 +229,23 @@ class Gallery:
         # Milvus Lite, has failed outright (an index built after 1M rows took ~8 min, then the client
         # call failed as the server dropped the connection, and a retry said "index already exists").
         index.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE", params=params)
-        with _quiet_unimplemented_rpcs(enabled=not self.is_server):
+        with quiet_unimplemented_rpcs(enabled=not self.is_server):
             self._call(self._client.create_collection, self.collection, schema=schema, index_params=index)
         if self._journal is not None:
-            # Left by a collection that no longer exists: its rows must not come back in a new one.
-            for stale in self._journal.pending():
-                self._journal.done(stale)
+            self._journal.discard()
+
+    def _schema(self) -> CollectionSchema:
+        """The fields of a gallery entry (the rewrite journal stores the same rows)."""
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("entry_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("identity", DataType.VARCHAR, max_length=256)
+        schema.add_field("authorisation_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("model_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("photo_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("enrolled_at_ms", DataType.INT64)
+        schema.add_field("valid_until_ms", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        return schema
 
     def _finish_rewrites(self) -> None:
         """Finish partition rewrites a killed process left half done (gallery/rewrite_journal.py)."""
@@ -470,7 +485,7 @@ class Gallery:
             partitions = sorted({partition_of(e.authorisation_id) for e in gone})
             rewrites = [self._keep_all_but(partition, set(entry_ids)) for partition in partitions]
             self._call(self._client.delete, self.collection, ids=list(entry_ids))
-            if self.is_server:
+            if not self.is_lite:
                 self._call(self._client.compact, self.collection)
             for pending in rewrites:
                 if pending is not None:
@@ -499,22 +514,24 @@ class Gallery:
         return self.remove_entries([e.entry_id for e in self.entries(f"valid_until_ms <= {int(now_ms)}")])
 
     def _drop_partition(self, partition: str) -> None:
-        if self.is_server:
-            # A Milvus server drops only released partitions; Milvus Lite has no partition release.
+        if not self.is_lite:
+            # A Milvus server drops only released partitions. Milvus Lite has no partition release,
+            # embedded or as `milvus-lite server` (which answers UNIMPLEMENTED): it drops at once.
             self._call(self._client.release_partitions, self.collection, [partition])
         self._call(self._client.drop_partition, self.collection, partition)
-        if self.is_server:
+        if not self.is_lite:
             self._call(self._client.load_collection, self.collection)
 
     def _keep_all_but(self, partition: str, removed: set[str]) -> PendingRewrite | None:
-        """On Milvus Lite, journal the partition's rows other than `removed` (None on a server, which
-        compacts instead, or when the partition does not exist). Rows are read page by page into
+        """On Milvus Lite, journal the partition's rows other than `removed` (None on a Milvus server,
+        which compacts instead, or when the partition does not exist). Rows are read page by page into
         memory (`_all_rows`), so a partition of any size is rewritten."""
         if self._journal is None or not self._call(self._client.has_partition, self.collection, partition):
             return None
         rows = self._call(self._all_rows, 'entry_id != ""', [*_ENTRY_FIELDS, "vector"], partition)
-        kept = [r for r in rows if r["entry_id"] not in removed]
-        return self._journal.keep(partition, kept, [*_ENTRY_FIELDS, "vector"])
+        # keyed by entry id: a row stored twice (two processes finishing one rewrite) is kept once
+        kept = list({r["entry_id"]: r for r in rows if r["entry_id"] not in removed}.values())
+        return self._journal.keep(partition, kept)
 
     def _rewrite_partition(self, pending: PendingRewrite) -> None:
         """Drop the partition, insert the journalled rows into a new one, flush, forget the journal.
@@ -551,33 +568,6 @@ class Gallery:
         self._client.close()
         if self._lite_path is not None:
             _release_lite(self._lite_path)
-
-
-class _DropUnimplementedRpc(logging.Filter):
-    """Drops grpc's record of an RPC handler that raised NotImplementedError (how a generated
-    servicer answers a method its server does not implement); passes every other record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info is not None and isinstance(record.exc_info[1], NotImplementedError))
-
-
-@contextmanager
-def _quiet_unimplemented_rpcs(*, enabled: bool) -> Iterator[None]:
-    """While creating a collection on Milvus Lite. pymilvus creates its index and then asks the
-    server for a timestamp (AllocTimestamp) to wait on it; Lite's in-process gRPC server does not
-    implement that RPC, grpc logs the handler's NotImplementedError with a traceback at ERROR, and
-    pymilvus carries on without the timestamp. Only that record is dropped, and only during the
-    call: grpc's logging stays as it was for everything else in the process."""
-    if not enabled:
-        yield
-        return
-    server_log = logging.getLogger("grpc._server")
-    quiet = _DropUnimplementedRpc()
-    server_log.addFilter(quiet)
-    try:
-        yield
-    finally:
-        server_log.removeFilter(quiet)
 
 
 _LITE_USERS: dict[str, int] = {}
