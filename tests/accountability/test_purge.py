@@ -284,7 +284,7 @@ sys.exit(0)
     ("method", "nth", "erased"),
     [
         ("insert", 2, False),  # copying the kept rows into the journal: no marker yet
-        ("delete", 1, True),  # the journal is complete; nothing deleted yet
+        ("delete", 2, True),  # the journal is complete (delete 1 cleared it first); nothing deleted yet
         ("insert", 5, True),  # the partition dropped, the first of its two inserts done
     ],
     ids=["while-journalling", "before-deleting", "halfway-through-the-rewrite"],

@@ -73,6 +73,9 @@ class RewriteJournal:
         """Copy the rows, then mark the copy complete; once this returns, the rewrite can be
         finished after a crash."""
         self._ensure()
+        # An unfinished copy of this partition (another client of a `milvus-lite server` that died
+        # while copying) must not mix with this one: it may hold rows this removal erases.
+        self._forget(partition)
         copied = [{**r, "partition": partition} for r in rows]
         for start in range(0, len(copied), _WRITE_ROWS):
             self._call(self._client.insert, self.name, copied[start : start + _WRITE_ROWS])
