@@ -39,6 +39,8 @@ _STRONG = "Strong"
 
 Call = Callable[..., Any]
 """The gallery's wrapper around every client call (errors become GalleryUnavailable)."""
+Load = Callable[[str], None]
+"""The gallery's way to load a collection it opens (Gallery._load: it repairs Lite's index files)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class RewriteJournal:
         schema: Callable[[], CollectionSchema],
         dim: int,
         call: Call,
+        load: Load,
     ) -> None:
         """`fields`: the gallery's scalar fields; `schema`: a new schema of the gallery's rows, to
         which the journal adds the partition each row came from."""
@@ -68,6 +71,7 @@ class RewriteJournal:
         self._schema = schema
         self._dim = dim
         self._call = call
+        self._load = load
 
     def keep(self, partition: str, rows: Sequence[dict[str, Any]]) -> PendingRewrite:
         """Copy the rows, then mark the copy complete; once this returns, the rewrite can be
@@ -89,7 +93,7 @@ class RewriteJournal:
         (no marker: the partition was not touched yet) are discarded."""
         if not self._call(self._client.has_collection, self.name):
             return []
-        self._call(self._client.load_collection, self.name)
+        self._load(self.name)
         partitions = {str(r["partition"]) for r in self._all('entry_id != ""', ["partition"])}
         complete = {str(r["partition"]) for r in self._all(f'entry_id like "{_MARKER}%"', ["partition"])}
         for partition in sorted(partitions - complete):
@@ -158,7 +162,7 @@ class RewriteJournal:
 
     def _ensure(self) -> None:
         if self._call(self._client.has_collection, self.name):
-            self._call(self._client.load_collection, self.name)
+            self._load(self.name)
             return
         schema = self._schema()
         schema.add_field("partition", DataType.VARCHAR, max_length=64)

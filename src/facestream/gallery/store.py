@@ -62,6 +62,7 @@ from pymilvus.exceptions import MilvusException
 
 from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
 from facestream.gallery.lite_grpc import quiet_unimplemented_rpcs
+from facestream.gallery.lite_sidecars import remove_index_sidecars
 from facestream.gallery.rewrite_journal import PendingRewrite, RewriteJournal
 from facestream.settings import GallerySettings
 
@@ -185,7 +186,9 @@ class Gallery:
                 LITE_VERSION_PREFIX
             )
             self._journal = (
-                RewriteJournal(self._client, self.collection, _ENTRY_FIELDS, self._schema, dim, self._call)
+                RewriteJournal(
+                    self._client, self.collection, _ENTRY_FIELDS, self._schema, dim, self._call, self._load
+                )
                 if self.is_lite
                 else None
             )
@@ -215,7 +218,7 @@ class Gallery:
     def _ensure_collection(self) -> None:
         if self._call(self._client.has_collection, self.collection):
             # A reopened collection starts released; searching needs it loaded.
-            self._call(self._client.load_collection, self.collection)
+            self._load(self.collection)
             self._finish_rewrites()
             return
         schema = self._schema()
@@ -257,6 +260,22 @@ class Gallery:
                 pending.partition,
             )
             self._rewrite_partition(pending)
+
+    def _load(self, collection: str) -> None:
+        """Load a collection (the gallery's or its journal's) on opening. On embedded Milvus Lite, one
+        that fails to load has its index files removed and is loaded again, which rebuilds them: a
+        process killed while Lite wrote one left it half-written (gallery/lite_sidecars.py)."""
+        try:
+            self._call(self._client.load_collection, collection)
+        except GalleryUnavailable:
+            if self._lite_path is None or not remove_index_sidecars(Path(self._lite_path), collection):
+                raise
+            log.warning(
+                "gallery: collection %s did not load from its index files (a process killed while "
+                "writing one?); they were removed and are rebuilt from its data",
+                collection,
+            )
+            self._call(self._client.load_collection, collection)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
