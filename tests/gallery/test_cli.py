@@ -107,3 +107,21 @@ def test_an_identity_with_a_quote_is_refused(
     assert result.returncode == 2  # a usage error, the same for both
     assert result.stdout == ""
     assert "argument --identity: identity 'Barack \"the\" Obama' must be" in one_line_error(result)
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "grpc"])
+def test_serve_lite_refuses_a_port_that_is_not_one(
+    tmp_path: Path, port: str, model_settings: ModelSettings
+) -> None:
+    result = facestream(
+        "gallery",
+        "serve-lite",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        port,
+        model_settings=model_settings,
+    )
+    assert result.returncode == 2
+    assert f"'{port}' is not a port (1-65535)" in one_line_error(result)
+    assert not (tmp_path / "data").exists()  # refused before the data directory was opened

@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource  # t
 from pydantic_settings import BaseSettings
 
 import facestream.cli
+from facestream.commands.gallery import serve_lite
 from facestream.commands.kafka_admin import pairs
 from facestream.config_file import CONFIG_ENV
 from facestream.env_names import env_name
@@ -148,6 +149,11 @@ def test_containers_run_real_commands(rendered: dict[str, Rendered]) -> None:
                     + obj["spec"]["template"]["spec"]["containers"]
                 ):
                     assert c["args"][0] in known, f"{obj['metadata']['name']}: {c['args']}"
+        for obj in variant.of_kind("StatefulSet"):  # the gallery: a command of its own
+            for c in obj["spec"]["template"]["spec"]["containers"]:
+                assert c["command"][0] == "facestream"
+                args = facestream.cli.build_parser().parse_args(c["command"][1:])  # exits on a bad one
+                assert args.handler is serve_lite and args.data_dir == Path("/data/milvus")
 
 
 def test_every_env_var_is_a_real_setting(rendered: dict[str, Rendered]) -> None:

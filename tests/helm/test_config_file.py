@@ -85,7 +85,8 @@ def pod_specs(objects: list[Obj]) -> Iterator[tuple[Obj, dict[str, Any]]]:
 
 
 def facestream_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Containers running the image's entrypoint, `facestream` (the gallery's runs milvus-lite)."""
+    """Containers running the image's entrypoint, `facestream`, with settings (the gallery's has a
+    command of its own, `facestream gallery serve-lite`, which reads none)."""
     return [c for c in spec.get("initContainers", []) + spec["containers"] if "command" not in c]
 
 
@@ -174,7 +175,11 @@ def test_every_facestream_container_reads_the_file(k8s_tools: K8sTools, tmp_path
             readers.add((obj["kind"], c["name"]))
         if obj["kind"] == "StatefulSet":
             for c in spec["containers"]:
-                assert CONFIG_ENV not in env_of(c) and c["command"][0] == "milvus-lite"
+                assert CONFIG_ENV not in env_of(c) and c["command"][:3] == [
+                    "facestream",
+                    "gallery",
+                    "serve-lite",
+                ]
     assert {("Deployment", s) for s in SERVICES} <= readers
     assert {("Deployment", "models"), ("Job", "topics"), ("Pod", "cluster-status")} <= readers
 

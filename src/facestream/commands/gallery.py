@@ -1,4 +1,5 @@
-"""`facestream gallery`: enroll, list, remove and re-embed watchlist identities.
+"""`facestream gallery`: enroll, list, remove and re-embed watchlist identities; serve-lite runs the
+chart's gallery pod (gallery/lite_server.py).
 
 Enrolling needs the `officer` role and an authorisation in force (`--authorisation ID`);
 the entries carry its id and end of validity, and the photos are kept encrypted for
@@ -94,6 +95,31 @@ def register(sub: Any) -> None:
         AUDIT_SIGNING,
     )
     reembed.set_defaults(handler=reembed_entries)
+    serve = gsub.add_parser(
+        "serve-lite",
+        help="run `milvus-lite server` on a data directory, rebuilding index files a killed server "
+        "left half-written (the chart's gallery pod)",
+        description="Load every collection in the data directory once; one that fails to load from "
+        "its index files gets them rebuilt. Then serve Milvus' gRPC protocol on it until stopped.",
+    )
+    serve.add_argument("--data-dir", required=True, type=Path, help="the server's data directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=port_arg, default=19530, help="port to listen on (default 19530)")
+    serve.set_defaults(handler=serve_lite)
+
+
+def port_arg(value: str) -> int:
+    """A TCP port, 1-65535: anything else is a usage error before the data directory is opened."""
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (1-65535)")
+    return int(value)
+
+
+def serve_lite(args: argparse.Namespace) -> int:
+    from facestream.gallery.lite_server import serve
+
+    serve(args.data_dir, args.host, args.port)
+    return 0
 
 
 def enroll_photos(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ that fails to load loses nothing when its sidecars are removed, and the next loa
 (a copy for FLAT; minutes for HNSW at a million rows, which is why this runs only after a load
 failed, not on every start).
 
-Only for a database this process owns (embedded Lite, whose directory the Gallery holds). A
-`milvus-lite server`'s files are the server's: docs/operations.md says what to do there.
+Only for a database this process owns: embedded Lite, whose directory the Gallery holds, and the
+chart's gallery pod before it serves (gallery/lite_server.py). A client of a `milvus-lite server`
+cannot reach its files.
 """
 
 from __future__ import annotations
