@@ -280,15 +280,27 @@ class Log:
         return [self.records[o] for o in range(start, end) if o in self.records]
 
 
-def ordered(world: World, log: Log, starts: dict[int, int]) -> tuple[OrderedApply, dict[str, Any]]:
+Acked = list[tuple[str, int, int, int]]
+
+
+def ordered(world: World, log: Log, starts: dict[int, int]) -> tuple[OrderedApply, dict[str, Any], Acked]:
+    """The step, its progress table, and the ranges it acknowledged to the consumer."""
     progress: dict[str, Any] = {}
+    acked: Acked = []
+
+    async def acknowledge(topic: str, partition: int, start: int, end: int) -> None:
+        acked.append((topic, partition, start, end))
+
     guard = OffsetGuard(progress)
-    return OrderedApply(guard, Seeder(guard, Kafka(starts).start_offset), world.applier, log.read), progress
+    step = OrderedApply(
+        guard, Seeder(guard, Kafka(starts).start_offset), world.applier, log.read, acknowledge
+    )
+    return step, progress, acked
 
 
 def test_a_redelivered_offset_is_applied_once() -> None:
     world, log = World(), Log({})
-    step, progress = ordered(world, log, {0: 0})
+    step, progress, acked = ordered(world, log, {0: 0})
     first = envelope(make_hit("cam-1", T0), 0)
 
     run(step.handle(first))
@@ -296,6 +308,7 @@ def test_a_redelivered_offset_is_applied_once() -> None:
     run(step.handle(first))
 
     assert len(world.candidates()) == 1 and progress == {"0": 1} and log.reads == []
+    assert acked == []  # nothing was skipped: faust acknowledges what it delivered
 
 
 def test_skipped_offsets_are_read_and_applied_in_order_before_the_event_in_hand() -> None:
@@ -303,7 +316,7 @@ def test_skipped_offsets_are_read_and_applied_in_order_before_the_event_in_hand(
     # offsets 1 and 3 are transaction markers; the stream delivers 0, then 6
     records = {0: envelope(hits[0], 0), 2: envelope(hits[1], 2), 4: envelope(hits[2], 4)}
     world, log = World(), Log(records)
-    step, progress = ordered(world, log, {0: 0})
+    step, progress, acked = ordered(world, log, {0: 0})
 
     run(step.handle(records[0]))
     run(step.handle(envelope(hits[3], 6)))
@@ -311,13 +324,14 @@ def test_skipped_offsets_are_read_and_applied_in_order_before_the_event_in_hand(
     assert log.reads == [(HITS, 0, 1, 6)]
     assert [c.ref.camera_id for c in world.candidates()] == ["cam-1", "cam-2", "cam-3", "cam-4"]
     assert progress == {"0": 7}
+    assert acked == [(HITS, 0, 1, 6)]  # faust's commits may now pass what it never delivered
 
 
 def test_skipped_offsets_kafka_will_not_let_be_read_are_waited_for_not_passed() -> None:
     hits = [make_hit("cam-1", T0), make_hit("cam-2", T0), make_hit("cam-3", T0)]
     records = {0: envelope(hits[0], 0), 2: envelope(hits[1], 2)}
     world, log = World(), Log(records)
-    step, progress = ordered(world, log, {0: 0})
+    step, progress, acked = ordered(world, log, {0: 0})
     run(step.handle(records[0]))
     log.unreadable = 2
 
@@ -326,18 +340,34 @@ def test_skipped_offsets_kafka_will_not_let_be_read_are_waited_for_not_passed() 
     assert log.reads == [(HITS, 0, 1, 4)] * 3
     assert [c.ref.camera_id for c in world.candidates()] == ["cam-1", "cam-2", "cam-3"]
     assert progress == {"0": 5}
+    assert acked == [(HITS, 0, 1, 4)]  # once, after the read that reached its end
 
 
 def test_first_events_skipped_before_any_was_applied_are_found_from_the_groups_start() -> None:
     first = envelope(make_hit("cam-1", T0), 10)
     world, log = World(), Log({10: first})
-    step, progress = ordered(world, log, {0: 10})
+    step, progress, acked = ordered(world, log, {0: 10})
 
     run(step.handle(envelope(make_hit("cam-2", T0), 12)))
 
     assert log.reads == [(HITS, 0, 10, 12)]
     assert [c.ref.camera_id for c in world.candidates()] == ["cam-1", "cam-2"]
     assert progress == {"0": 13}
+    assert acked == [(HITS, 0, 10, 12)]
+
+
+def test_skipped_offsets_are_acknowledged_only_once_applied() -> None:
+    """A skipped hit whose candidate the broker refuses stays unapplied: acknowledging its offset
+    would let faust commit past a hit that had no effect."""
+    records = {0: envelope(make_hit("cam-1", T0), 0), 1: envelope(make_hit("cam-2", T0), 1)}
+    world, log = World(), Log(records)
+    step, progress, acked = ordered(world, log, {0: 0})
+    world.matches.refuse = True
+
+    with pytest.raises(DeliveryError):
+        run(step.handle(envelope(make_hit("cam-3", T0), 2)))
+
+    assert acked == [] and progress.get("0", 0) == 0  # nothing applied, nothing acknowledged
 
 
 # -- Unstaller --------------------------------------------------------------------------------
@@ -516,3 +546,35 @@ def test_faust_still_commits_given_offsets_only_through_its_private_commit_offse
         "topics",
         "start_new_transaction",
     ]
+
+
+def test_faust_commits_past_skipped_hits_once_they_are_acknowledged(tmp_path: Path) -> None:
+    """faust_committed.acknowledge_undelivered, on the app's real consumer, in faust's own terms
+    (its private bookkeeping: if this fails, faust changed underneath). The group committed 8;
+    faust fetched 8 and 9 but never delivered them (the agent read and applied them itself) and
+    acknowledged 10: it would commit nothing, ever, until told that 8 and 9 are done."""
+    from faust.types import TP as FaustTP
+
+    from facestream.runtime import faust_committed
+
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="t.")
+    config = EpisodesConfig(
+        kafka=kafka, app_id="t.episodes-app", data_dir=tmp_path, gap_ms=30_000, partitions=1, replication=1
+    )
+    episodes = EpisodesApp(config)
+    try:
+        consumer = episodes.build().consumer
+        tp = FaustTP("t." + topics.HITS, 0)
+        consumer._committed_offset[tp] = 8
+        consumer._acked[tp].append(10)  # what faust's `ack` records for a delivered message
+        consumer._acked_index[tp].add(10)
+        assert consumer._new_offset(tp) is None  # stuck before the skipped offsets
+
+        run(faust_committed.acknowledge_undelivered(consumer, tp.topic, 0, 8, 10))
+
+        assert consumer._new_offset(tp) == 11
+        with pytest.raises(TypeError, match="not a consumer of the fskafka transport"):
+            run(faust_committed.acknowledge_undelivered(object(), tp.topic, 0, 8, 10))
+    finally:
+        for reader in episodes.readers:
+            reader.close()

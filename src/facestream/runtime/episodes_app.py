@@ -26,7 +26,8 @@ partition arrive, so the state stays bounded.
 
 The steps themselves live in episodes_steps.py and know nothing of faust (each is tested on
 its own); this module builds the faust app and wires them to its topics, tables, agent, timer
-and consumer, all through faust's public API but one call (`FaustHitsConsumer.commit`).
+and consumer, all through faust's public API but two calls (`FaustHitsConsumer.commit` and
+`.acknowledge_undelivered`).
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ class HitsAgent:
 class FaustHitsConsumer:
     """faust's consumer as the timer sees it (episodes_steps.HitsConsumer): `hits` only.
 
-    All public faust API but `commit`, which must pass transaction markers faust never delivers:
-    faust_committed.commit_undelivered, with the private API it needs and why."""
+    All public faust API but `commit`, which must pass transaction markers faust never delivers,
+    and `acknowledge_undelivered`, for hits it skipped: faust_committed, with the private API
+    they need and why."""
 
     def __init__(self, app: faust.App, topic: str) -> None:
         self._app = app
@@ -221,6 +223,10 @@ class FaustHitsConsumer:
 
     async def commit(self, tp: PartitionLike, offset: int) -> None:
         await faust_committed.commit_undelivered(self._app.consumer, tp, offset)
+
+    async def acknowledge_undelivered(self, topic: str, partition: int, start: int, end: int) -> None:
+        """episodes_steps.Acknowledge, for the agent's skipped offsets."""
+        await faust_committed.acknowledge_undelivered(self._app.consumer, topic, partition, start, end)
 
 
 class EpisodesApp:
@@ -262,8 +268,13 @@ class EpisodesApp:
             flush_state=lambda: app.producer.flush(),
             expiry=Expiry(tracker, config.ttl_ms),
         )
-        agent = HitsAgent(app, OrderedApply(guard, seeder, applier, gap_reader.read), self._failed)
-        unstaller = Unstaller(guard, seeder, FaustHitsConsumer(app, hits.get_topic_name()), stall_reader.read)
+        hits_consumer = FaustHitsConsumer(app, hits.get_topic_name())
+        agent = HitsAgent(
+            app,
+            OrderedApply(guard, seeder, applier, gap_reader.read, hits_consumer.acknowledge_undelivered),
+            self._failed,
+        )
+        unstaller = Unstaller(guard, seeder, hits_consumer, stall_reader.read)
         app.agent(hits, name=f"{config.app_id}.episodes")(agent.consume)
         app.timer(STALL_S / 2, name=f"{config.app_id}.unstall")(unstaller.tick)
         return app

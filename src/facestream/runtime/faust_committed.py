@@ -5,9 +5,10 @@ faust (aiokafka) reads `read_uncommitted` unless the app itself is transactional
 written in Kafka transactions by the matcher's runner, so a faust agent reading it the
 default way would also see the hits of aborted transactions (a matcher that crashed mid-batch)
 and could open an episode on a hit that was never committed. This transport is faust's own
-aiokafka transport with two changes: its consumer asks the broker for committed records only,
-and it records the gaps those leave (transaction markers) without the delivered message's own
-offset, so that its commits keep up. Use it with broker URLs of the scheme `SCHEME`.
+aiokafka transport with three changes: its consumer asks the broker for committed records only;
+it records the gaps those leave (transaction markers) without the delivered message's own offset,
+so that its commits keep up; and it lets the agent acknowledge hits faust skipped, which the agent
+read and applied itself. Use it with broker URLs of the scheme `SCHEME`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from facestream.runtime.faust_import import faust  # noqa: F401  (first: faust must not see our argv)
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 # isort: on
 
@@ -46,6 +48,13 @@ class _CommittedConsumer(driver.Consumer):
         before the delivered message."""
         await super()._add_gap(tp, offset_from, offset_to - 1)
 
+    async def acknowledge_undelivered(self, tp: Any, start: int, end: int) -> None:
+        """Count offsets [start, end) as acknowledged (episodes_steps.Acknowledge): recorded as a
+        gap, which faust's commit adds to the acknowledged offsets once it has acknowledged one
+        after them (faust's own `_add_gap`, without this class's shift: here `end` is not a
+        delivered message's offset)."""
+        await super()._add_gap(tp, start, end - 1)
+
 
 class Transport(driver.Transport):
     Consumer = _CommittedConsumer
@@ -60,6 +69,14 @@ async def commit_undelivered(consumer: Any, tp: Any, offset: int) -> None:
     commits through the transaction manager when there is one); tests/runtime/test_episodes_steps.py
     fails if faust changes its name or parameters."""
     await consumer._commit_offsets({tp: offset})
+
+
+async def acknowledge_undelivered(consumer: Any, topic: str, partition: int, start: int, end: int) -> None:
+    """Offsets [start, end) of the partition are done though faust never delivered them: let its
+    commits pass them. `consumer` is the app's consumer, of this transport (any other is refused)."""
+    if not isinstance(consumer, _CommittedConsumer):
+        raise TypeError(f"not a consumer of the {SCHEME} transport: {type(consumer).__name__}")
+    await consumer.acknowledge_undelivered(TP(topic, partition), start, end)
 
 
 drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
