@@ -18,7 +18,7 @@ from pathlib import Path
 from milvus_lite import MilvusLite
 from milvus_lite.adapter.grpc.server import run_server
 
-from facestream.gallery.lite_sidecars import remove_index_sidecars
+from facestream.gallery.lite_sidecars import load_rebuilding_index
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +32,11 @@ def rebuild_unloadable_indexes(data_dir: Path) -> list[str]:
         for name in db.list_collections():
             collection = db.get_collection(name)
             try:
-                collection.load()
-                continue
-            except Exception as exc:  # Lite raises what its index loader raised (ValueError, EOFError, ...)
-                failure = exc
-            if not remove_index_sidecars(data_dir, name):
-                log.error("gallery: collection %s does not load, and has no index files: %s", name, failure)
-                continue
-            log.warning(
-                "gallery: collection %s did not load from its index files (%s); rebuilding them",
-                name,
-                failure,
-            )
-            try:
-                collection.load()
+                # Lite raises what its index loader raised (ValueError, EOFError, ...)
+                if load_rebuilding_index(collection.load, data_dir, name, Exception):
+                    rebuilt.append(name)
             except Exception as exc:
-                log.error("gallery: collection %s does not load even with new index files: %s", name, exc)
-                continue
-            rebuilt.append(name)
+                log.error("gallery: collection %s does not load: %s", name, exc)
     finally:
         db.close()
     return rebuilt

@@ -20,7 +20,11 @@ cannot reach its files.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def index_sidecars(database: Path, collection: str) -> list[Path]:
@@ -37,3 +41,25 @@ def remove_index_sidecars(database: Path, collection: str) -> int:
     for sidecar in sidecars:
         sidecar.unlink(missing_ok=True)
     return len(sidecars)
+
+
+def load_rebuilding_index(
+    load: Callable[[], object], database: Path, collection: str, failure: type[Exception]
+) -> bool:
+    """Run `load` (of `collection`); when it raises `failure`, remove the collection's index files
+    and run it again, which rebuilds them. True when they were rebuilt. The first failure is
+    raised again when there were no index files to remove; a second failure is raised as is."""
+    try:
+        load()
+        return False
+    except failure as exc:
+        if not remove_index_sidecars(database, collection):
+            raise
+        log.warning(
+            "gallery: collection %s did not load from its index files (%s); they were removed and "
+            "are rebuilt from its data",
+            collection,
+            exc,
+        )
+    load()
+    return True

@@ -62,7 +62,7 @@ from pymilvus.exceptions import MilvusException
 
 from facestream.errors import ConfigError, GalleryLocked, GalleryUnavailable
 from facestream.gallery.lite_grpc import quiet_unimplemented_rpcs
-from facestream.gallery.lite_sidecars import remove_index_sidecars
+from facestream.gallery.lite_sidecars import load_rebuilding_index
 from facestream.gallery.rewrite_journal import PendingRewrite, RewriteJournal
 from facestream.settings import GallerySettings
 
@@ -265,17 +265,14 @@ class Gallery:
         """Load a collection (the gallery's or its journal's) on opening. On embedded Milvus Lite, one
         that fails to load has its index files removed and is loaded again, which rebuilds them: a
         process killed while Lite wrote one left it half-written (gallery/lite_sidecars.py)."""
-        try:
+
+        def load() -> None:
             self._call(self._client.load_collection, collection)
-        except GalleryUnavailable:
-            if self._lite_path is None or not remove_index_sidecars(Path(self._lite_path), collection):
-                raise
-            log.warning(
-                "gallery: collection %s did not load from its index files (a process killed while "
-                "writing one?); they were removed and are rebuilt from its data",
-                collection,
-            )
-            self._call(self._client.load_collection, collection)
+
+        if self._lite_path is None:  # a server's files are the server's
+            load()
+        else:
+            load_rebuilding_index(load, Path(self._lite_path), collection, GalleryUnavailable)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
