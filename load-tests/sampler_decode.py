@@ -6,12 +6,14 @@ CameraFleet starts per camera) over the source open_source picks for `decoder: o
 `decoder: pyav`, with the FrameEncoder, publishing into a list (no Kafka producer cost). The file
 is 720p 25 fps H.264, 1 s GOP, no B-frames (scalelab/media.py, libx264 veryfast), sampled at
 1 fps; one camera-second = one second of media. Live rows (--live-seconds): the same file played
-in real time over tcp:// by an FFmpeg child (not counted), one camera-second = one wall second.
+in real time by a child process (not counted), one camera-second = one wall second, over two
+transports: `tcp_mpegts`, FFmpeg playing MPEG-TS over tcp:// (a restreamer), and `rtsp`, RTP
+(RFC 6184) interleaved in RTSP's TCP connection as IP cameras send it (tests/fixtures/rtsp_h264.py).
 CPU from time.process_time() (all threads of this process); file rows: median of --repeat runs
 of each, alternated so both see the same machine load. The `pyav_floor` row is PyAV alone, no
 sampler code, decoding what any sampler at that rate must (each GOP from its key frame up to its
 last sample, each sample converted to BGR): the sampler's own overhead is its figure over this.
-`live_demux_only`: PyAV demuxing the live stream without decoding, what being live costs.
+`demux_only`: PyAV demuxing the live stream without decoding, what being live costs.
 
     .venv/bin/python load-tests/sampler_decode.py [--seconds 30] [--gop 1] [--fps 1] [--repeat 3]
 """
@@ -135,12 +137,14 @@ def every_frame_ms(path: Path) -> tuple[float, float]:
     return pyav_ms, 1000 * float(utime.group(1)) / frames
 
 
-def live_cpu_per_camera_s(path: Path, fps: float, decoder: str, seconds: float) -> tuple[float, int | None]:
-    """(CPU s per camera-second, frames decoded where counted) of a live stream: an FFmpeg child
-    plays the file in real time over tcp:// (MPEG-TS, stream copy) and is not counted; one
-    camera-second = one wall second, measured after a 3 s warm-up (the GOP is known by then)."""
+def live_cpu_per_camera_s(
+    path: Path, fps: float, decoder: str, seconds: float, transport: str
+) -> tuple[float, int | None]:
+    """(CPU s per camera-second, frames decoded where counted) of a live stream: a child process
+    plays the file in real time over `transport` and is not counted; one camera-second = one wall
+    second, measured after a 3 s warm-up (the GOP is known by then)."""
     settings = SamplerSettings()
-    with _played_over_tcp(path) as url:
+    with played(path, transport) as url:
         spec = CameraSpec(camera_id=f"bench-live-{decoder}", url=url, fps=fps, decoder=decoder)
         source = open_source(spec, default_fps=fps, stall_timeout_s=10)
         frames: list[Frame] = []
@@ -169,11 +173,12 @@ def live_cpu_per_camera_s(path: Path, fps: float, decoder: str, seconds: float) 
     return used / elapsed, decoded
 
 
-def live_demux_cpu_per_camera_s(path: Path, seconds: float) -> float:
+def live_demux_cpu_per_camera_s(path: Path, seconds: float, transport: str) -> float:
     """CPU s per camera-second of PyAV only demuxing the same live stream (no packet decoded): what
     a live camera costs before any decoding, which a file read does not pay."""
-    with _played_over_tcp(path) as url:
-        container = av.open(url, timeout=(10.0, 10.0))
+    with played(path, transport) as url:
+        options = {"rtsp_transport": "tcp"} if transport == "rtsp" else {}
+        container = av.open(url, options=options, timeout=(10.0, 10.0))
         try:
             stream = container.streams.video[0]
             warm_up_until = time.monotonic() + 3.0
@@ -189,10 +194,29 @@ def live_demux_cpu_per_camera_s(path: Path, seconds: float) -> float:
     raise RuntimeError("live demux: the stream ended")
 
 
+TRANSPORTS = ("tcp_mpegts", "rtsp")
+
+
 @contextmanager
-def _played_over_tcp(path: Path) -> Iterator[str]:
-    """An FFmpeg child (not counted) playing the file in real time, looped, as MPEG-TS over tcp://
-    (stream copy); yields the URL to read it from."""
+def played(path: Path, transport: str) -> Iterator[str]:
+    """A child process (not counted) playing the file in real time, looped; yields the URL to read
+    it from. `tcp_mpegts`: FFmpeg, MPEG-TS over tcp:// (stream copy); `rtsp`: the tests' H.264
+    RTSP camera, which starts each session at the file's first key frame."""
+    if transport == "rtsp":
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.rtsp_h264", str(path)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            yield child.stdout.readline().strip()
+        finally:
+            child.terminate()
+            child.wait(10)
+        return
     port = _free_port()
     child = subprocess.Popen(
         [
@@ -263,11 +287,16 @@ def main() -> int:
             floor_runs.append(per_s)
             every.append(every_frame_ms(media.path))
         encode_s = jpeg_cpu_s_per_frame(media.path)
-        live: dict[str, tuple[float, int | None]] = {}
-        if args.live_seconds > 0:
-            for decoder in ("opencv", "pyav"):
-                live[decoder] = live_cpu_per_camera_s(media.path, args.fps, decoder, args.live_seconds)
-            demux_s = live_demux_cpu_per_camera_s(media.path, args.live_seconds)
+        live: dict[str, dict[str, tuple[float, int | None]]] = {}
+        demux_s: dict[str, float] = {}
+        live_s = args.live_seconds
+        if live_s > 0:
+            for transport in TRANSPORTS:
+                live[transport] = {
+                    decoder: live_cpu_per_camera_s(media.path, args.fps, decoder, live_s, transport)
+                    for decoder in ("opencv", "pyav")
+                }
+                demux_s[transport] = live_demux_cpu_per_camera_s(media.path, live_s, transport)
     median = {d: statistics.median(v) for d, v in runs.items()}
     report = {
         "media": media.describe(),
@@ -298,16 +327,21 @@ def main() -> int:
         "pyav_over_floor": round(median["pyav"] / statistics.median(floor_runs), 2),
         "opencv_over_pyav": round(median["opencv"] / median["pyav"], 1),
         "of_which_jpeg_encode_cpu_s_per_camera_s": round(encode_s * args.fps, 4),
-        "live_tcp_mpegts": {
-            decoder: {
-                "cpu_s_per_camera_s": round(per_s, 4),
-                "cameras_per_core": round(1 / per_s, 1),
-                "frames_decoded": n if n is not None else "all",
-                "wall_s": args.live_seconds,
+        "live": {
+            transport: {
+                **{
+                    decoder: {
+                        "cpu_s_per_camera_s": round(per_s, 4),
+                        "cameras_per_core": round(1 / per_s, 1),
+                        "frames_decoded": n if n is not None else "all",
+                        "wall_s": args.live_seconds,
+                    }
+                    for decoder, (per_s, n) in rows.items()
+                },
+                "demux_only_cpu_s_per_camera_s": round(demux_s[transport], 4),
             }
-            for decoder, (per_s, n) in live.items()
+            for transport, rows in live.items()
         },
-        **({"live_demux_only_cpu_s_per_camera_s": round(demux_s, 4)} if live else {}),
     }
     print(json.dumps(report, indent=2))
     print(
@@ -317,11 +351,11 @@ def main() -> int:
         f"PyAV alone (the floor) {statistics.median(floor_runs):.4f}, "
         f"the sampler {report['pyav_over_floor']}x it"
     )
-    if live:
+    for transport, rows in live.items():
         print(
-            f"live (tcp MPEG-TS) CPU s per camera-second: opencv {live['opencv'][0]:.4f}, "
-            f"pyav {live['pyav'][0]:.4f}, ratio {live['opencv'][0] / live['pyav'][0]:.1f}x; "
-            f"demuxing alone {demux_s:.4f}"
+            f"live ({transport}) CPU s per camera-second: opencv {rows['opencv'][0]:.4f}, "
+            f"pyav {rows['pyav'][0]:.4f}, ratio {rows['opencv'][0] / rows['pyav'][0]:.1f}x; "
+            f"demuxing alone {demux_s[transport]:.4f}"
         )
     return 0
 

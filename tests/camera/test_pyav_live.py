@@ -1,6 +1,7 @@
-"""Live H.264 streams read by PyAV: an FFmpeg child plays a real H.264 file in real time over
-tcp:// (MPEG-TS), as a camera or a restreamer would; the sampler decodes key frames only while
-the GOP fits its interval, decodes a longer GOP only up to its last sample, and says so."""
+"""Live H.264 streams read by PyAV, a real H.264 file played in real time two ways: by an FFmpeg
+child over tcp:// (MPEG-TS), as a restreamer would, and over RTSP (RTP, RFC 6184), as an IP
+camera does (tests/fixtures/rtsp_h264.py); the sampler decodes key frames only while the GOP fits
+its interval, decodes a longer GOP only up to its last sample, and says so."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import imageio_ffmpeg
 import numpy as np
@@ -20,14 +22,23 @@ from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
 from tests.camera.h264 import all_frames, make_h264
 from tests.fixtures.mjpeg import free_port
+from tests.fixtures.rtsp_h264 import served
 
 pytestmark = pytest.mark.slow
 
 PHOTOS = ("probe/obama.jpg", "scenes/two_people.jpg")
 
 
-def played(path: Path) -> Iterator[str]:
-    """A tcp:// URL where FFmpeg plays `path` in a loop, in real time (stream copy)."""
+Transport = Literal["tcp", "rtsp"]
+
+
+def played(path: Path, transport: Transport = "tcp") -> Iterator[str]:
+    """A URL where `path` plays in a loop, in real time: FFmpeg's MPEG-TS over tcp:// (stream
+    copy), or the RTSP camera."""
+    if transport == "rtsp":
+        with served(path) as camera:
+            yield camera.url
+        return
     port = free_port()
     child = subprocess.Popen(
         [
@@ -58,10 +69,10 @@ def opened(url: str, fps: float) -> PyAvLiveStream:
     raise AssertionError("the FFmpeg camera never listened")
 
 
-@pytest.fixture
-def gop1_stream(faces_dir: Path, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=["tcp", "rtsp"])
+def gop1_stream(faces_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     path = make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g1.mp4", size=(640, 352), gop_s=1.0)
-    yield from played(path)
+    yield from played(path, request.param)
 
 
 def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> None:
@@ -81,10 +92,23 @@ def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("fps", "b_frames", "share"), [(1.0, 0, 26 / 50), (2.0, 0, 38 / 50), (1.0, 2, 26 / 50)]
+    ("transport", "fps", "b_frames", "share"),
+    [
+        ("tcp", 1.0, 0, 26 / 50),
+        ("tcp", 2.0, 0, 38 / 50),
+        ("tcp", 1.0, 2, 26 / 50),
+        ("rtsp", 1.0, 0, 26 / 50),
+        ("rtsp", 2.0, 0, 38 / 50),
+    ],
 )
 def test_a_2s_gop_stream_is_decoded_up_to_each_gops_last_sample_and_reported(
-    faces_dir: Path, tmp_path: Path, fps: float, b_frames: int, share: float, caplog: pytest.LogCaptureFixture
+    faces_dir: Path,
+    tmp_path: Path,
+    transport: Transport,
+    fps: float,
+    b_frames: int,
+    share: float,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each GOP is decoded from its key frame up to its last sample (1 fps: the 1 s frame; 2 fps:
     the 1.5 s one) and no further, and what is sampled is the stream's own picture: a frame
@@ -95,7 +119,7 @@ def test_a_2s_gop_stream_is_decoded_up_to_each_gops_last_sample_and_reported(
     )
     reference = all_frames(gop2_file)
     with caplog.at_level(logging.WARNING, logger="facestream.camera.pyav"):
-        for url in played(gop2_file):
+        for url in played(gop2_file, transport):
             source = opened(url, fps)
             try:
                 assert source.read() is not None
