@@ -22,7 +22,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.audit",
     "tests.fixtures.accountability",
     "tests.fixtures.mjpeg",
-    "tests.fixtures.rtsp_h264",
     "tests.fixtures.helm",
     "tests.fixtures.browser",
     "tests.fixtures.reliability",
