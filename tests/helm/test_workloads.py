@@ -102,6 +102,26 @@ def test_probes_hit_the_health_endpoints_on_the_metrics_port(rendered: dict[str,
             assert grace > 25, "SIGTERM needs time to finish, flush and commit the batch in hand"
 
 
+def test_the_gallery_pods_probes_survive_its_index_rebuild(rendered: dict[str, Rendered]) -> None:
+    """The gallery pod's probes ask its health port, which answers from the start (alive while the
+    index check rebuilds, for as long as the gallery is big), never the gRPC port, which opens only
+    after it: probing that restarted a pod mid-rebuild, and the new pod rebuilt from the start."""
+    seen = 0
+    for variant in rendered.values():
+        for gallery in variant.of_kind("StatefulSet"):
+            (container,) = gallery["spec"]["template"]["spec"]["containers"]
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            command = container["command"]
+            assert int(command[command.index("--health-port") + 1]) == ports["health"]
+            assert int(command[command.index("--port") + 1]) == ports["grpc"]
+            live, ready, startup = (container[k] for k in ("livenessProbe", "readinessProbe", "startupProbe"))
+            assert startup["httpGet"] == {"path": "/healthz", "port": "health"}
+            assert live["httpGet"] == {"path": "/healthz", "port": "health"}
+            assert ready["httpGet"] == {"path": "/readyz", "port": "health"}
+            seen += 1
+    assert seen, "no variant renders the gallery pod"
+
+
 def test_every_deployment_has_a_pdb_and_spreads(rendered: dict[str, Rendered]) -> None:
     for variant in rendered.values():
         pdbs = variant.of_kind("PodDisruptionBudget")

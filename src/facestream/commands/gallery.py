@@ -105,6 +105,12 @@ def register(sub: Any) -> None:
     serve.add_argument("--data-dir", required=True, type=Path, help="the server's data directory")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=port_arg, default=19530, help="port to listen on (default 19530)")
+    serve.add_argument(
+        "--health-port",
+        type=port_arg,
+        help="also serve /healthz, /readyz and /metrics on this port, from before the index check "
+        "(the chart's probes); default: none",
+    )
     serve.set_defaults(handler=serve_lite)
 
 
@@ -118,7 +124,7 @@ def port_arg(value: str) -> int:
 def serve_lite(args: argparse.Namespace) -> int:
     from facestream.gallery.lite_server import serve
 
-    serve(args.data_dir, args.host, args.port)
+    serve(args.data_dir, args.host, args.port, args.health_port)
     return 0
 
 
