@@ -10,9 +10,11 @@ in real time by a child process (not counted), one camera-second = one wall seco
 transports: `tcp_mpegts`, FFmpeg playing MPEG-TS over tcp:// (a restreamer), and `rtsp`, RTP
 (RFC 6184) interleaved in RTSP's TCP connection as IP cameras send it (tests/fixtures/rtsp_h264.py).
 CPU from time.process_time() (all threads of this process); file rows: median of --repeat runs
-of each, alternated so both see the same machine load. The `pyav_floor` row is PyAV alone, no
-sampler code, decoding what any sampler at that rate must (each GOP from its key frame up to its
-last sample, each sample converted to BGR): the sampler's own overhead is its figure over this.
+of each, live rows of --live-repeat, alternated so all see the same machine load. The
+`pyav_floor` row is PyAV alone, no sampler code, decoding what any sampler at that rate must
+(each GOP from its key frame up to its last sample, each sample converted to BGR): the sampler's
+own overhead is its figure over this. Live `pyav` is the sampler as configured by default (reads
+in bursts, camera/read_pacing.py), `pyav_every_packet` the same reading each packet as it comes.
 `demux_only`: PyAV demuxing the live stream without decoding, what being live costs.
 
     .venv/bin/python load-tests/sampler_decode.py [--seconds 30] [--gop 1] [--fps 1] [--repeat 3]
@@ -138,15 +140,16 @@ def every_frame_ms(path: Path) -> tuple[float, float]:
 
 
 def live_cpu_per_camera_s(
-    path: Path, fps: float, decoder: str, seconds: float, transport: str
+    path: Path, fps: float, decoder: str, seconds: float, transport: str, read_batch_s: float
 ) -> tuple[float, int | None]:
     """(CPU s per camera-second, frames decoded where counted) of a live stream: a child process
     plays the file in real time over `transport` and is not counted; one camera-second = one wall
-    second, measured after a 3 s warm-up (the GOP is known by then)."""
+    second, measured after a 3 s warm-up (the GOP is known by then). `read_batch_s`: PyAV's reads
+    in bursts (camera/read_pacing.py; 0: each packet as it comes)."""
     settings = SamplerSettings()
     with played(path, transport) as url:
         spec = CameraSpec(camera_id=f"bench-live-{decoder}", url=url, fps=fps, decoder=decoder)
-        source = open_source(spec, default_fps=fps, stall_timeout_s=10)
+        source = open_source(spec, default_fps=fps, stall_timeout_s=10, live_read_batch_s=read_batch_s)
         frames: list[Frame] = []
         worker = CameraWorker(
             spec,
@@ -195,6 +198,13 @@ def live_demux_cpu_per_camera_s(path: Path, seconds: float, transport: str) -> f
 
 
 TRANSPORTS = ("tcp_mpegts", "rtsp")
+LIVE_ROWS = {
+    "opencv": ("opencv", 0.0),
+    "pyav_every_packet": ("pyav", 0.0),
+    "pyav": ("pyav", SamplerSettings().live_read_batch_s),
+}
+"""Live rows: (decoder, read batch). `pyav` is the sampler as configured by default; its reads
+in bursts are what `pyav_every_packet` lacks."""
 
 
 @contextmanager
@@ -263,6 +273,7 @@ def main() -> int:
     p.add_argument("--fps", type=float, default=1.0, help="sampled frames per second")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--live-seconds", type=float, default=10.0, help="per live run; 0: no live rows")
+    p.add_argument("--live-repeat", type=int, default=3, help="live runs of each row (median)")
     p.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,12 +300,22 @@ def main() -> int:
         encode_s = jpeg_cpu_s_per_frame(media.path)
         live: dict[str, dict[str, tuple[float, int | None]]] = {}
         demux_s: dict[str, float] = {}
+        live_all: dict[str, dict[str, list[float]]] = {}
         live_s = args.live_seconds
         if live_s > 0:
             for transport in TRANSPORTS:
+                live_runs: dict[str, list[tuple[float, int | None]]] = {label: [] for label in LIVE_ROWS}
+                for _ in range(args.live_repeat):  # alternated, as the file rows
+                    for label, (decoder, batch_s) in LIVE_ROWS.items():
+                        live_runs[label].append(
+                            live_cpu_per_camera_s(media.path, args.fps, decoder, live_s, transport, batch_s)
+                        )
                 live[transport] = {
-                    decoder: live_cpu_per_camera_s(media.path, args.fps, decoder, live_s, transport)
-                    for decoder in ("opencv", "pyav")
+                    label: (statistics.median(r[0] for r in rows), rows[-1][1])
+                    for label, rows in live_runs.items()
+                }
+                live_all[transport] = {
+                    label: [round(r[0], 4) for r in rows] for label, rows in live_runs.items()
                 }
                 demux_s[transport] = live_demux_cpu_per_camera_s(media.path, live_s, transport)
     median = {d: statistics.median(v) for d, v in runs.items()}
@@ -332,6 +353,7 @@ def main() -> int:
                 **{
                     decoder: {
                         "cpu_s_per_camera_s": round(per_s, 4),
+                        "runs": live_all[transport][decoder],
                         "cameras_per_core": round(1 / per_s, 1),
                         "frames_decoded": n if n is not None else "all",
                         "wall_s": args.live_seconds,
@@ -354,7 +376,8 @@ def main() -> int:
     for transport, rows in live.items():
         print(
             f"live ({transport}) CPU s per camera-second: opencv {rows['opencv'][0]:.4f}, "
-            f"pyav {rows['pyav'][0]:.4f}, ratio {rows['opencv'][0] / rows['pyav'][0]:.1f}x; "
+            f"pyav {rows['pyav'][0]:.4f} (each packet as it comes: {rows['pyav_every_packet'][0]:.4f}), "
+            f"ratio {rows['opencv'][0] / rows['pyav'][0]:.1f}x; "
             f"demuxing alone {demux_s[transport]:.4f}"
         )
     return 0

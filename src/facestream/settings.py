@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S
 from facestream.env_names import EnvNamedSettings
 from facestream.vision.models import default_model_dir
 
@@ -155,6 +156,14 @@ class SamplerSettings(EnvNamedSettings):
     reconnect_max_s: float = Field(60.0, gt=0, description="reconnect delays double up to this")
     stall_timeout_s: float = Field(
         10.0, gt=0, description="a live camera with no new frame for this long is reconnected"
+    )
+    live_read_batch_s: float = Field(
+        DEFAULT_READ_BATCH_S,
+        ge=0,
+        le=2,
+        description="a live camera read by PyAV, once it has caught up with the stream, is read again "
+        "this much later, a burst of packets per wake-up rather than one per frame (a quarter to a half "
+        "of what reading live costs; a sample arrives up to this much later); 0: every packet as it comes",
     )
     realtime_files: bool = Field(
         False, description="pace video files at their own speed, as a live camera would be"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from facestream.camera.pyav import PyAvLiveStream
+from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S
 from facestream.camera.sources import open_source
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
@@ -55,9 +56,12 @@ def played(path: Path, transport: Transport = "tcp") -> Iterator[str]:
         child.wait(10)
 
 
-def opened(url: str, fps: float) -> PyAvLiveStream:
+def opened(url: str, fps: float, read_batch_s: float = DEFAULT_READ_BATCH_S) -> PyAvLiveStream:
     source = open_source(
-        CameraSpec(camera_id="live-h264", url=url, fps=fps), default_fps=fps, stall_timeout_s=5
+        CameraSpec(camera_id="live-h264", url=url, fps=fps),
+        default_fps=fps,
+        stall_timeout_s=5,
+        live_read_batch_s=read_batch_s,
     )
     assert isinstance(source, PyAvLiveStream)
     for _ in range(40):  # FFmpeg opens the file, then listens
@@ -89,6 +93,35 @@ def test_a_1s_gop_stream_at_1fps_decodes_key_frames_only(gop1_stream: str) -> No
     assert source.stats.gop_s == 1.0 and not source.stats.gop_over_interval
     assert new_packets >= 50  # 25 fps for about 3 s
     assert new_decoded <= new_packets / 10  # about 1 in 25
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtsp"])
+def test_a_live_reader_wakes_once_a_batch_not_once_a_frame(
+    faces_dir: Path, tmp_path: Path, transport: Transport
+) -> None:
+    """Read as each packet comes (batch 0), nearly every read waits for the network: a wake-up per
+    frame. In bursts (0.25 s), a few a second, and every sample still comes, a second apart."""
+    path = make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g1.mp4", size=(640, 352), gop_s=1.0)
+    waits: dict[float, tuple[int, int]] = {}
+    for batch_s in (0.0, 0.25):
+        url = next(stream := played(path, transport))
+        source = opened(url, 1.0, read_batch_s=batch_s)
+        try:
+            assert source.read() is not None
+            packets, waited = source.stats.packets, source.stats.waited_reads
+            started = time.monotonic()
+            samples = [source.read() for _ in range(4)]
+            elapsed = time.monotonic() - started
+            waits[batch_s] = (source.stats.packets - packets, source.stats.waited_reads - waited)
+        finally:
+            source.close()
+            stream.close()
+        assert all(s is not None for s in samples)
+        assert 3.0 <= elapsed <= 5.0  # the sampler's 1 s ticks, not delayed by the naps
+    (every_packets, every_waits), (burst_packets, burst_waits) = waits[0.0], waits[0.25]
+    assert every_packets >= 75 and burst_packets >= 75  # 25 fps for about 4 s, none lost
+    assert every_waits >= every_packets * 0.7
+    assert burst_waits <= burst_packets / 3
 
 
 @pytest.mark.parametrize(

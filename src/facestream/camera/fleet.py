@@ -83,6 +83,7 @@ class CameraFleet:
                     realtime_files=self._settings.realtime_files,
                     loop_files=self._settings.loop_files,
                     stall_timeout_s=self._settings.stall_timeout_s,
+                    live_read_batch_s=self._settings.live_read_batch_s,
                 ),
                 self._encoder,
                 lambda frame: self._publish(frame, run_as),

@@ -36,6 +36,7 @@ import av.video.stream
 import numpy as np
 
 from facestream.camera.live_schedule import LiveSchedule, gop_over
+from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S, read_in_bursts
 from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
 from facestream.camera.spec import CameraSpec
 from facestream.errors import CameraError
@@ -62,6 +63,11 @@ class DecodeStats:
     """Packets the decoder refused (corrupt data); their frames are not sampled."""
     reported: bool = False
     """Whether a GOP over the interval was logged (once per camera)."""
+    waited_reads: int = 0
+    """Reads of a live stream that waited for the network (camera/read_pacing.py)."""
+
+    def note_waited_read(self) -> None:
+        self.waited_reads += 1
 
     def note_gop(self, camera_id: str, gop_s: float, interval_s: float) -> None:
         """Record a GOP's length, and say once per camera when it is longer than the interval."""
@@ -341,7 +347,8 @@ class PyAvLiveStream(LiveStream):
     stream's clock by `LiveSchedule` (camera/live_schedule.py): key frames alone while the GOP
     fits the sampling interval, and with a longer GOP each GOP decoded from its key frame up to
     its last sample. None is colour-converted until the sampler takes it. A GOP over the interval
-    is logged once per camera and shown in the GOP metrics.
+    is logged once per camera and shown in the GOP metrics. Packets are read in bursts, one
+    wake-up per `read_batch_s` once the reader has caught up (camera/read_pacing.py).
     """
 
     def __init__(
@@ -351,9 +358,11 @@ class PyAvLiveStream(LiveStream):
         *,
         stall_timeout_s: float = 10.0,
         max_pixels: int = MAX_FRAME_PIXELS,
+        read_batch_s: float = DEFAULT_READ_BATCH_S,
     ) -> None:
         super().__init__(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
         self.stats = DecodeStats()
+        self._read_batch_s = read_batch_s
 
     @property
     def transport(self) -> str:
@@ -408,7 +417,9 @@ class PyAvLiveStream(LiveStream):
         sequence = 0
         base = stream.time_base
         try:
-            for packet in container.demux(stream):
+            for packet in read_in_bursts(
+                container.demux(stream), self._read_batch_s, stop, self.stats.note_waited_read
+            ):
                 if stop.is_set():
                     break
                 if packet.size == 0:

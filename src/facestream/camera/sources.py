@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facestream.camera.mjpeg import MjpegReader, open_mjpeg
+from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, secrets_of
 from facestream.errors import CameraError, InvalidMessage
 from facestream.imaging import decode_image, decode_jpeg, image_dimensions
@@ -542,6 +543,7 @@ def open_source(
     loop_files: bool = False,
     stall_timeout_s: float = 10.0,
     max_pixels: int = MAX_FRAME_PIXELS,
+    live_read_batch_s: float = DEFAULT_READ_BATCH_S,
 ) -> FrameSource:
     """The source type is decided by the URL: scheme, then what the path is. Nothing is opened.
 
@@ -556,7 +558,9 @@ def open_source(
             return LiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
         from facestream.camera.pyav import PyAvLiveStream  # imports this module
 
-        return PyAvLiveStream(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
+        return PyAvLiveStream(
+            spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels, read_batch_s=live_read_batch_s
+        )
     path = Path(url)
     if path.is_dir():
         return SnapshotFolder(spec, fps, stall_timeout_s=stall_timeout_s, max_pixels=max_pixels)
