@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,8 +22,9 @@ from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.matching import open_matching
+from facestream.accountability.photos import PhotoVault, load_photo_key
 from facestream.accountability.purge import Purger
-from facestream.accountability.settings import AccountabilitySettings, PolicySettings
+from facestream.accountability.settings import AccountabilitySettings, PhotoSettings, PolicySettings
 from facestream.errors import AuditError
 from facestream.gallery.enroll import Enroller
 from facestream.gallery.store import FOREVER_MS, QUERY_LIMIT, Gallery
@@ -382,3 +384,47 @@ def test_removals_and_purges_through_a_milvus_lite_server_erase_from_its_disk(
         gallery.close()
     for i in kept:
         assert containing(vectors[i].tobytes(), milvus_server.data_dir) == []
+
+
+def _age(photo: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(photo, (then, then))
+
+
+def test_photos_no_entry_uses_are_erased_once_an_hour_old(tmp_path: Path, faces_dir: Path) -> None:
+    """A removal killed after the gallery and before the photos, and an enrollment killed after
+    keeping its photo and before its entry, leave photos no entry uses: the sweep erases them once
+    an hour old (an enrollment in progress keeps its photo just before its entry), and says so."""
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    assert enroll(gallery, "obama", auth, faces_dir / "enroll" / "obama_1.jpg").status == 0
+    assert enroll(gallery, "biden", auth, faces_dir / "enroll" / "biden_1.jpg").status == 0
+    vault = PhotoVault(gallery, load_photo_key(PhotoSettings(), gallery, single_operator=True))
+    vault.put(auth, "killedenrollment", (faces_dir / "enroll" / "biden_2.jpg").read_bytes())
+    vault.put(auth, "enrollmentrunning", (faces_dir / "enroll" / "obama_2.jpg").read_bytes())
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        (obama,) = g.entries_of("obama")
+        (biden,) = g.entries_of("biden")
+        g.remove_entries([obama.entry_id])  # the removal's first half; its photo stays
+        for photo_id in (obama.photo_id, biden.photo_id, "killedenrollment"):
+            _age(vault.path(auth, photo_id), 2 * 3600)
+        purger = Purger(gallery, open_audit_log(gallery, AuditSettings()), g)
+        assert purger.sweep().unused_photos == {}  # the enrollments' sweeps checked just now
+        _age(gallery / "photos" / ".unused-checked", 601)
+        first = purger.sweep()
+        assert vault.photos_of(auth) == sorted([biden.photo_id, "enrollmentrunning"])
+        # the next check comes 10 minutes later at the earliest: a photo orphaned meanwhile waits
+        _age(vault.path(auth, "enrollmentrunning"), 2 * 3600)
+        assert purger.sweep().unused_photos == {}
+        _age(gallery / "photos" / ".unused-checked", 601)
+        third = purger.sweep()
+    finally:
+        g.close()
+    assert first.unused_photos == {auth: 2} and third.unused_photos == {auth: 1}
+    assert vault.photos_of(auth) == [biden.photo_id]  # in use, however old
+    erased = [r for r in audit_records(gallery) if r.action == "gallery.purge"]
+    assert [(r.authorisation_id, r.actor, r.objects["photos"], r.objects["reason"]) for r in erased] == [
+        (auth, "facestream", 2, "photo-without-entry"),
+        (auth, "facestream", 1, "photo-without-entry"),
+    ]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -158,6 +160,24 @@ def purge_photos(state_dir: Path, authorisation_id: str) -> int:
     count = sum(1 for _ in folder.glob("*.enc"))
     shutil.rmtree(folder, ignore_errors=True)
     return count
+
+
+def kept_photos(state_dir: Path, older_than_s: float) -> dict[str, list[str]]:
+    """authorisation id ("" for none) → ids of its photos last written over `older_than_s` ago.
+    Needs no key, as purging."""
+    root, cutoff = state_dir / "photos", time.time() - older_than_s
+    kept: dict[str, list[str]] = {}
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or not _ID.match(folder.name):
+            continue
+        old = []
+        for photo in sorted(folder.glob("*.enc")):
+            with contextlib.suppress(FileNotFoundError):  # erased meanwhile
+                if photo.stat().st_mtime < cutoff:
+                    old.append(photo.stem)
+        if old:
+            kept["" if folder.name == "none" else folder.name] = old
+    return kept
 
 
 def delete_photos(state_dir: Path, authorisation_id: str, photo_ids: Iterable[str]) -> int:

@@ -12,12 +12,21 @@
 
 So the bound is: revoke → immediate (or one purge interval when the gallery is owned
 elsewhere); expiry → one purge interval while a matcher runs, else the next command.
+
+A photo that no gallery entry uses any more is erased by the sweep once it is an hour old
+(audited `gallery.purge`, reason `photo-without-entry`): a removal or expiry erases the entries,
+then their photos, and a process killed in between left the photos until the whole authorisation
+ended; an enrollment killed after keeping its photos and before writing its entries left them
+too. The hour spares an enrollment in progress, which keeps its photos just before it writes the
+entries that use them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +34,7 @@ from pathlib import Path
 from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
 from facestream.accountability.clock import now_ms
-from facestream.accountability.photos import delete_photos, purge_photos
+from facestream.accountability.photos import delete_photos, kept_photos, purge_photos
 from facestream.errors import FacestreamError
 from facestream.gallery.store import Gallery, GalleryEntry
 
@@ -34,6 +43,12 @@ log = logging.getLogger(__name__)
 SYSTEM = Actor("facestream", "system")
 """Who acts when nobody does: expiry and scheduled purges."""
 
+UNUSED_PHOTO_AGE_S = 3600.0
+"""A photo no entry uses is erased once this old (an enrollment in progress keeps photos first)."""
+UNUSED_PHOTO_CHECK_EVERY_S = 600.0
+"""The check asks the gallery once per authorisation with photos, so it runs at most this often,
+not on every sweep (every command that opens the gallery sweeps)."""
+
 
 @dataclass
 class SweepReport:
@@ -41,6 +56,8 @@ class SweepReport:
     purged: dict[str, int] = field(default_factory=dict)
     """authorisation id → entries erased."""
     stale_entries: int = 0
+    unused_photos: dict[str, int] = field(default_factory=dict)
+    """authorisation id → photos erased that no entry used."""
 
 
 class Purger:
@@ -108,7 +125,32 @@ class Purger:
                     action="gallery.purge",
                     objects={"entries": len(stale), "reason": "entry-expired"},
                 )
+            report.unused_photos = self._erase_unused_photos(actor)
         return report
+
+    def _erase_unused_photos(self, actor: Actor, older_than_s: float = UNUSED_PHOTO_AGE_S) -> dict[str, int]:
+        """Erase the photos, older than `older_than_s`, that no entry of their authorisation uses; at
+        most once per UNUSED_PHOTO_CHECK_EVERY_S (the time of the last check is a file's mtime)."""
+        assert self.gallery is not None
+        stamp = self.state_dir / "photos" / ".unused-checked"
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - stamp.stat().st_mtime < UNUSED_PHOTO_CHECK_EVERY_S:
+                return {}
+        erased = {}
+        for auth_id, photo_ids in kept_photos(self.state_dir, older_than_s).items():
+            used = {e.photo_id for e in self.gallery.entries_of_authorisation(auth_id)}
+            gone = delete_photos(self.state_dir, auth_id, [p for p in photo_ids if p not in used])
+            if gone:
+                erased[auth_id] = gone
+                self.audit.append(
+                    actor=actor,
+                    action="gallery.purge",
+                    authorisation_id=auth_id or None,
+                    objects={"entries": 0, "photos": gone, "reason": "photo-without-entry"},
+                )
+        if stamp.parent.is_dir():
+            stamp.touch()
+        return erased
 
 
 def erase_photos_of(state_dir: Path, removed: Sequence[GalleryEntry], gallery: Gallery) -> int:
