@@ -10,8 +10,8 @@ alternated test at 0.25 s (docs/benchmarks.md has the sampler's figures).
 
 What it costs: a sample reaches the sampler up to `batch_s` later (its capture time is when it
 was handed over). Nothing is lost: TCP holds what arrives meanwhile (RTSP is read over TCP;
-FFmpeg reads udp:// into a buffer of its own from a thread), and a reader that is behind never
-sleeps, since its reads find data waiting.
+FFmpeg reads udp:// into a buffer of its own from a thread), and a reader whose reads find data
+waiting goes on reading without a pause, so one that fell behind catches up.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from milvus_lite import MilvusLite
@@ -68,6 +69,7 @@ class PodHealth:
         self._check_every_s = check_every_s
         self._serving = threading.Event()
         self._stop = threading.Event()
+        self._http: ThreadingHTTPServer | None = None
 
     def serving(self) -> None:
         """The index check is done; from now on the gRPC port must answer."""
@@ -88,12 +90,15 @@ class PodHealth:
 
     def start(self, health_host: str, health_port: int) -> int:
         """Serve /healthz, /readyz and /metrics on `health_port` (0: a free one, returned)."""
-        server = serve_health(self.health, health_port, health_host)
+        self._http = serve_health(self.health, health_port, health_host)
         threading.Thread(target=self._watch, name="gallery-probe", daemon=True).start()
-        return int(server.server_address[1])
+        return int(self._http.server_address[1])
 
     def stop(self) -> None:
         self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
 
     def _watch(self) -> None:
         while not self._stop.wait(self._check_every_s):
