@@ -162,8 +162,8 @@ class SamplerSettings(EnvNamedSettings):
         ge=0,
         le=2,
         description="a live camera read by PyAV, once it has caught up with the stream, is read again "
-        "this much later, a burst of packets per wake-up rather than one per frame (a quarter to a half "
-        "of what reading live costs; a sample arrives up to this much later); 0: every packet as it comes",
+        "this much later, a burst of packets per wake-up rather than one per frame (reading live then costs "
+        "half to a quarter as much; a sample arrives up to this much later); 0: every packet as it comes",
     )
     realtime_files: bool = Field(
         False, description="pace video files at their own speed, as a live camera would be"
