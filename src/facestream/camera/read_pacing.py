@@ -28,7 +28,6 @@ CAUGHT_UP_S = 0.002
 """A read that took longer than this waited for the network: nothing was buffered."""
 
 T = TypeVar("T")
-_END = object()
 
 
 def read_in_bursts(
@@ -39,11 +38,12 @@ def read_in_bursts(
     read. The caller's work on an item (between yields) is not counted as reading."""
     while True:
         asked = time.monotonic()
-        item = next(reads, _END)
-        if item is _END:
+        try:
+            item = next(reads)
+        except StopIteration:
             return
         waited = time.monotonic() - asked > CAUGHT_UP_S
-        yield item  # type: ignore[misc]  # not _END
+        yield item
         if waited:
             on_wait()
             if batch_s > 0 and stop.wait(batch_s):
