@@ -7,17 +7,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from facestream.accountability.audit import AuditWriter, open_audit_log
-from facestream.accountability.audit_chain import ChainHead
+from facestream.accountability.audit import open_audit_log
 from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
@@ -31,7 +28,14 @@ from facestream.gallery.store import FOREVER_MS, QUERY_LIMIT, Gallery
 from facestream.settings import GallerySettings, MatcherSettings, Settings
 from facestream.vision.embedder import FaceEmbedder
 from facestream.vision.faces import FaceFinder
-from tests.fixtures.accountability import audit_records, containing, enroll, grant_authorisation, run_cli
+from tests.fixtures.accountability import (
+    RefusingAudit,
+    audit_records,
+    containing,
+    enroll,
+    grant_authorisation,
+    run_cli,
+)
 from tests.fixtures.milvus import synthetic_entries
 from tests.fixtures.reliability import MilvusServer
 
@@ -198,16 +202,6 @@ def test_sweep_expires_once_and_is_idempotent(tmp_path: Path, faces_dir: Path) -
     assert first.expired == [auth] and first.purged == {auth: 1}
     assert second.expired == [] and second.purged == {}
     assert [r.action for r in audit_records(gallery)].count("authorisation.expire") == 1
-
-
-class RefusingAudit(AuditWriter):
-    """An audit store that is down (as the Kafka `audit` topic can be)."""
-
-    def __init__(self) -> None:
-        self._clock = now_ms
-
-    def _add(self, next_record: Callable[[ChainHead], dict[str, Any]]) -> dict[str, Any]:
-        raise AuditError("the audit store is unavailable")
 
 
 def test_an_expiry_that_cannot_be_audited_is_not_stored_and_the_next_sweep_records_it(

@@ -19,6 +19,10 @@ then their photos, and a process killed in between left the photos until the who
 ended; an enrollment killed after keeping its photos and before writing its entries left them
 too. The hour spares an enrollment in progress, which keeps its photos just before it writes the
 entries that use them.
+
+Entries erased one by one (expiry of an entry, `gallery remove`, re-embedding) have their audit
+records kept before the erasure (accountability/erasures.py); a sweep first appends those that a
+process killed after erasing, or refused by the audit log, left unrecorded.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
 from facestream.accountability.clock import now_ms
+from facestream.accountability.erasures import ErasureRecord, RecordedErasures
 from facestream.accountability.photos import delete_photos, kept_photos, purge_photos
 from facestream.errors import FacestreamError
 from facestream.gallery.store import Gallery, GalleryEntry
@@ -56,6 +61,8 @@ class SweepReport:
     purged: dict[str, int] = field(default_factory=dict)
     """authorisation id → entries erased."""
     stale_entries: int = 0
+    recorded_after_restart: int = 0
+    """Audit records of erasures whose process ended before it could append them."""
     unused_photos: dict[str, int] = field(default_factory=dict)
     """authorisation id → photos erased that no entry used."""
 
@@ -66,6 +73,7 @@ class Purger:
         self.store = AuthorisationStore(state_dir)
         self.audit = audit
         self.gallery = gallery
+        self.erasures = RecordedErasures(state_dir, audit)
 
     def purge(self, auth: Authorisation, actor: Actor) -> bool:
         """Erase an ended authorisation's photos, and its vectors when this process has the gallery.
@@ -97,9 +105,12 @@ class Purger:
         return complete
 
     def sweep(self, at_ms: int | None = None, actor: Actor = SYSTEM) -> SweepReport:
-        """Expire, then purge every ended authorisation whose data is still there."""
+        """Record the erasures a process left unrecorded, expire, then purge every ended
+        authorisation whose data is still there."""
         at = now_ms() if at_ms is None else at_ms
         report = SweepReport()
+        if self.gallery is not None:
+            report.recorded_after_restart = self.erasures.finish_pending(self.gallery)
 
         def record_expiry(auth: Authorisation) -> None:
             self.audit.append(
@@ -116,15 +127,16 @@ class Purger:
                 if self.purge(auth, actor):
                     report.purged[auth.id] = before
         if self.gallery is not None:
-            stale = self.gallery.remove_expired(at)
-            if stale:
+            expired = self.gallery.expired(at)
+            if expired:
+                record = ErasureRecord(
+                    "gallery.purge",
+                    tuple(e.entry_id for e in expired),
+                    objects={"entries": len(expired), "reason": "entry-expired"},
+                )
+                stale = self.erasures.erase(self.gallery, actor, [record])
                 erase_photos_of(self.state_dir, stale, self.gallery)
                 report.stale_entries = len(stale)
-                self.audit.append(
-                    actor=actor,
-                    action="gallery.purge",
-                    objects={"entries": len(stale), "reason": "entry-expired"},
-                )
             report.unused_photos = self._erase_unused_photos(actor)
         return report
 

@@ -16,6 +16,7 @@ from typing import Any
 from facestream.accountability.audit import Actor, AuditLog
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.clock import now_ms
+from facestream.accountability.erasures import ErasureRecord, RecordedErasures
 from facestream.accountability.photos import PhotoVault, load_photo_key
 from facestream.accountability.purge import erase_photos_of
 from facestream.accountability.roles import RoleStore
@@ -77,14 +78,12 @@ def reembed(
                 )
                 summary["reembedded"] += len(new_ids)
         if drop_old and old:
-            removed = gallery.remove_entries([e.entry_id for e in old])
+            ids = [e.entry_id for e in old]
+            record = ErasureRecord(
+                "gallery.remove", tuple(ids), auth.id, {"entries": ids, "reason": "model-replaced"}
+            )
+            removed = RecordedErasures(state_dir, audit).erase(gallery, actor, [record])
             # Photos stay: the new entries use the same photo ids.
             erase_photos_of(state_dir, removed, gallery)
-            audit.append(
-                actor=actor,
-                action="gallery.remove",
-                authorisation_id=auth.id,
-                objects={"entries": [e.entry_id for e in removed], "reason": "model-replaced"},
-            )
             summary["dropped"] += len(removed)
     return summary

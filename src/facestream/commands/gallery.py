@@ -221,6 +221,7 @@ def list_entries(args: argparse.Namespace) -> int:
 
 
 def remove_identity(args: argparse.Namespace) -> int:
+    from facestream.accountability.erasures import ErasureRecord, RecordedErasures
     from facestream.accountability.purge import erase_photos_of
     from facestream.accountability.roles import resolve_actor
     from facestream.accountability.session import audit_for, open_gallery, state_dir_from
@@ -230,20 +231,18 @@ def remove_identity(args: argparse.Namespace) -> int:
     audit = audit_for(state_dir, settings_from(args, AuditSettings))
     gallery = open_gallery(settings_from(args, GallerySettings), state_dir, audit)
     try:
-        removed = gallery.remove_entries([e.entry_id for e in gallery.entries_of(args.identity)])
+        enrolled = gallery.entries_of(args.identity)
+        if not enrolled:
+            raise ConfigError(f"identity {args.identity!r} is not enrolled")
+        records = []
+        for auth_id in sorted({e.authorisation_id for e in enrolled}):
+            ids = [e.entry_id for e in enrolled if e.authorisation_id == auth_id]
+            objects = {"identity": args.identity, "entries": ids}
+            records.append(ErasureRecord("gallery.remove", tuple(ids), auth_id or None, objects))
+        removed = RecordedErasures(state_dir, audit).erase(gallery, actor, records)
         photos = erase_photos_of(state_dir, removed, gallery)
     finally:
         gallery.close()
-    if not removed:
-        raise ConfigError(f"identity {args.identity!r} is not enrolled")
-    for auth_id in sorted({e.authorisation_id for e in removed}):
-        ids = [e.entry_id for e in removed if e.authorisation_id == auth_id]
-        audit.append(
-            actor=actor,
-            action="gallery.remove",
-            authorisation_id=auth_id or None,
-            objects={"identity": args.identity, "entries": ids},
-        )
     emit({"identity": args.identity, "removed_entries": len(removed), "removed_photos": photos})
     return 0
 

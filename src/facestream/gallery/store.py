@@ -482,6 +482,16 @@ class Gallery:
     def entries_of_authorisation(self, authorisation_id: str) -> list[GalleryEntry]:
         return self.entries(f"authorisation_id == {_quote(authorisation_id, 'authorisation id')}")
 
+    def entries_with_ids(self, entry_ids: Sequence[str]) -> list[GalleryEntry]:
+        """Those of the entries that exist."""
+        if not entry_ids:
+            return []
+        return self.entries(f"entry_id in [{', '.join(_quote(i, 'entry id') for i in entry_ids)}]")
+
+    def expired(self, now_ms: int) -> list[GalleryEntry]:
+        """Entries whose own validity has ended (their authorisation's end, stamped at enrollment)."""
+        return self.entries(f"valid_until_ms <= {int(now_ms)}")
+
     def remove_identity(self, identity: str) -> int:
         gone = self.entries_of(identity)
         self.remove_entries([e.entry_id for e in gone])
@@ -495,9 +505,8 @@ class Gallery:
         finishes even if this process dies: here, or when the gallery is next opened."""
         if not entry_ids:
             return []
-        ids = ", ".join(_quote(i, "entry id") for i in entry_ids)
         with self._lock:
-            gone = self.entries(f"entry_id in [{ids}]")
+            gone = self.entries_with_ids(entry_ids)
             partitions = sorted({partition_of(e.authorisation_id) for e in gone})
             rewrites = [self._keep_all_but(partition, set(entry_ids)) for partition in partitions]
             self._call(self._client.delete, self.collection, ids=list(entry_ids))
@@ -526,8 +535,8 @@ class Gallery:
         return count
 
     def remove_expired(self, now_ms: int) -> list[GalleryEntry]:
-        """Erase entries whose own validity has ended (their authorisation's end, stamped at enrollment)."""
-        return self.remove_entries([e.entry_id for e in self.entries(f"valid_until_ms <= {int(now_ms)}")])
+        """Erase the `expired` entries."""
+        return self.remove_entries([e.entry_id for e in self.expired(now_ms)])
 
     def _drop_partition(self, partition: str) -> None:
         if not self.is_lite:

@@ -1,0 +1,211 @@
+"""Gallery erasures whose audit records are written down before the erasure, so none goes unrecorded.
+
+Why: an erasure and its audit record are two writes to two stores. A process killed between them
+(or an audit store down at that moment) left entries erased that the audit log never showed: on
+Milvus Lite the next open even finishes a removal the dead process had begun
+(gallery/rewrite_journal.py), and on a Milvus server the delete has taken effect at once.
+
+So the records are first kept in a file of their own under `erasures/` in the state directory,
+fsynced and locked (`flock`) for as long as the erasing process lives; then the entries are
+erased, the records appended to the audit log, and the file removed. The sweep that every
+command and the matcher run (accountability/purge.py) finishes the files nobody holds any more:
+records whose entries are gone are appended, with `recorded_after_restart` and, where only some
+went, `not_erased`; records none of whose entries went are dropped (the erasure never began).
+
+A file holds what the audit record will say (entry ids, an identity's name), nothing of a face.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facestream.accountability.audit import Actor, AuditWriter
+from facestream.accountability.clock import now_ms
+from facestream.gallery.store import Gallery, GalleryEntry
+
+log = logging.getLogger(__name__)
+
+DIRECTORY = "erasures"
+"""Under the state directory: one file per erasure under way."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRecord:
+    """One audit record of an erasure, and the entries whose absence shows that it happened."""
+
+    action: str
+    entry_ids: tuple[str, ...]
+    authorisation_id: str | None = None
+    objects: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    actor: Actor
+    began_at_ms: int
+    records: tuple[ErasureRecord, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actor": {"name": self.actor.name, "role": self.actor.role},
+            "began_at_ms": self.began_at_ms,
+            "records": [
+                {
+                    "action": r.action,
+                    "entry_ids": list(r.entry_ids),
+                    "authorisation_id": r.authorisation_id,
+                    "objects": dict(r.objects),
+                }
+                for r in self.records
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> _Pending:
+        return cls(
+            actor=Actor(str(doc["actor"]["name"]), str(doc["actor"]["role"])),
+            began_at_ms=int(doc["began_at_ms"]),
+            records=tuple(
+                ErasureRecord(
+                    action=str(r["action"]),
+                    entry_ids=tuple(str(i) for i in r["entry_ids"]),
+                    authorisation_id=r["authorisation_id"],
+                    objects=dict(r["objects"]),
+                )
+                for r in doc["records"]
+            ),
+        )
+
+
+class RecordedErasures:
+    """Erases gallery entries together with their audit records (see the module docstring)."""
+
+    def __init__(self, state_dir: Path, audit: AuditWriter) -> None:
+        self.directory = state_dir / DIRECTORY
+        self.audit = audit
+
+    def erase(self, gallery: Gallery, actor: Actor, records: Sequence[ErasureRecord]) -> list[GalleryEntry]:
+        """Erase every entry the records name and append the records; returns the entries that
+        existed. If the process dies, or the audit log refuses, after the records were kept, the
+        next sweep appends those whose entries are gone."""
+        entry_ids = list(dict.fromkeys(i for r in records for i in r.entry_ids))
+        if not entry_ids:
+            return []
+        with self._kept(_Pending(actor, now_ms(), tuple(records))) as path:
+            removed = gallery.remove_entries(entry_ids)
+            for record in records:
+                self.audit.append(
+                    actor=actor,
+                    action=record.action,
+                    authorisation_id=record.authorisation_id,
+                    objects=record.objects,
+                )
+            path.unlink()
+        return removed
+
+    def finish_pending(self, gallery: Gallery) -> int:
+        """Append the records of erasures whose process is gone (see the module docstring);
+        returns how many records were appended."""
+        appended = 0
+        for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
+            with _held(path) as held:
+                if not held:
+                    continue  # its process is still erasing, or has just finished
+                appended += self._finish(path, gallery)
+        return appended
+
+    def _finish(self, path: Path, gallery: Gallery) -> int:
+        try:
+            pending = _Pending.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Written whole and fsynced before its name appeared: damage is not from a crash.
+            log.error("erasures: %s is unreadable (%s); left for an operator to inspect", path, exc)
+            return 0
+        all_ids = [i for r in pending.records for i in r.entry_ids]
+        left = {e.entry_id for e in gallery.entries_with_ids(all_ids)}
+        appended = 0
+        for record in pending.records:
+            not_erased = [i for i in record.entry_ids if i in left]
+            if len(not_erased) == len(record.entry_ids):
+                continue  # none of its entries went: this erasure never began
+            objects = {**record.objects, "recorded_after_restart": True, "began_at_ms": pending.began_at_ms}
+            if not_erased:
+                objects["not_erased"] = not_erased
+            self.audit.append(
+                actor=pending.actor,
+                action=record.action,
+                authorisation_id=record.authorisation_id,
+                objects=objects,
+            )
+            appended += 1
+        log.warning(
+            "erasures: %d audit record(s) recorded of an erasure begun at %d by %s, whose process ended",
+            appended,
+            pending.began_at_ms,
+            pending.actor.name,
+        )
+        path.unlink()
+        return appended
+
+    @contextlib.contextmanager
+    def _kept(self, pending: _Pending) -> Iterator[Path]:
+        """The records in a file of their own, fsynced, locked while the block runs. The file gets
+        its name only once whole (a sweep never reads half of one) and keeps its lock across the
+        rename."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        tmp = self.directory / f".{name}.tmp"
+        path = self.directory / f"{name}.json"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps(pending.to_json(), sort_keys=True).encode())
+            os.fsync(fd)
+            os.rename(tmp, path)
+            _fsync_directory(self.directory)
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # only if the rename was never reached
+            os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[bool]:
+    """True while this process holds the file's lock and the name still names the locked file (its
+    writer may have finished and removed it between our open and our lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        yield same
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

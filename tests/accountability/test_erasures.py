@@ -1,0 +1,222 @@
+"""Erasures and their audit records: none goes unrecorded when a process dies or the audit log is down.
+
+A real embedded Milvus Lite gallery, the real audit log, and processes killed at the point where
+it matters (accountability/erasures.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facestream.accountability.audit import Actor, open_audit_log
+from facestream.accountability.audit_keys import AuditSettings
+from facestream.accountability.erasures import DIRECTORY, ErasureRecord, RecordedErasures
+from facestream.accountability.purge import Purger
+from facestream.errors import AuditError
+from facestream.gallery.store import FOREVER_MS, Gallery
+from facestream.settings import GallerySettings
+from tests.fixtures.accountability import RefusingAudit, audit_records
+from tests.fixtures.milvus import synthetic_entries
+
+pytestmark = pytest.mark.usefixtures("accountability_env")
+
+AUTH = "AUTH-E"
+OTHER_AUTH = "AUTH-F"
+OFFICER = Actor("officer-7", "officer")
+ERASED = ("e1", "e3")
+
+
+def gallery_with_entries(directory: Path, count: int = 6) -> None:
+    """Entries e0.. of AUTH, and as many f0.. of OTHER_AUTH (another partition)."""
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        vectors = np.random.default_rng(3).normal(size=(2 * count, 8)).astype(np.float32)
+        gallery.add(synthetic_entries(count, AUTH, FOREVER_MS, "e"), vectors[:count])
+        gallery.add(synthetic_entries(count, OTHER_AUTH, FOREVER_MS, "f"), vectors[count:])
+    finally:
+        gallery.close()
+
+
+def removal() -> ErasureRecord:
+    return ErasureRecord("gallery.remove", ERASED, AUTH, {"identity": "e-1", "entries": list(ERASED)})
+
+
+def erase_and_die(directory: Path, where: str, nth: int, records: list[ErasureRecord]) -> None:
+    """Erase in a child process that dies (os._exit) at the `nth` call of `where`: a method of the
+    gallery's client, or "audit" for the audit log's append."""
+    as_json = [
+        {
+            "action": r.action,
+            "entry_ids": r.entry_ids,
+            "authorisation_id": r.authorisation_id,
+            "objects": r.objects,
+        }
+        for r in records
+    ]
+    died = subprocess.run(
+        [sys.executable, "-c", _ERASE_AND_DIE, str(directory), where, str(nth), json.dumps(as_json)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert died.returncode == 9, died.stderr  # it died where it was made to, not elsewhere
+
+
+def sweep(directory: Path) -> tuple[int, set[str]]:
+    """Open the gallery and sweep, as every command does; what the sweep recorded, what is left."""
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        report = Purger(directory, open_audit_log(directory, AuditSettings()), gallery).sweep()
+        return report.recorded_after_restart, {e.entry_id for e in gallery.entries()}
+    finally:
+        gallery.close()
+
+
+_ERASE_AND_DIE = """
+import json, os, sys
+from pathlib import Path
+from facestream.accountability.audit import Actor, AuditLog, open_audit_log
+from facestream.accountability.audit_keys import AuditSettings
+from facestream.accountability.erasures import ErasureRecord, RecordedErasures
+from facestream.gallery.store import Gallery
+from facestream.settings import GallerySettings
+
+directory, where, nth, records = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+calls = {"n": 0}
+owner, method = (AuditLog, "append") if where == "audit" else (gallery._client, where)
+real = getattr(owner, method)
+
+
+def dies(*args, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == nth:
+        os._exit(9)
+    return real(*args, **kwargs)
+
+
+setattr(owner, method, dies)
+RecordedErasures(directory, open_audit_log(directory, AuditSettings())).erase(
+    gallery,
+    Actor("officer-7", "officer"),
+    [ErasureRecord(r["action"], tuple(r["entry_ids"]), r["authorisation_id"], r["objects"]) for r in records],
+)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "nth", "erased"),
+    [
+        ("insert", 1, False),  # copying the partition's kept rows: nothing erased yet
+        ("delete", 2, True),  # the kept rows journalled: the next open finishes the erasure
+        ("audit", 1, True),  # erased, killed before its audit record
+    ],
+    ids=["before-erasing", "mid-erasure", "before-the-audit-record"],
+)
+def test_an_erasure_whose_process_died_is_recorded_by_the_next_sweep_once_its_entries_are_gone(
+    tmp_path: Path, where: str, nth: int, erased: bool
+) -> None:
+    """Before, an erasure and its record were two writes: a process killed between them left
+    entries erased (on Lite, by the next open, which finishes the rewrite) that the audit log never
+    showed. Now the sweep records it, as the officer who began it; an erasure that never began
+    leaves no record."""
+    directory = tmp_path / "gallery"
+    gallery_with_entries(directory)
+
+    erase_and_die(directory, where, nth, [removal()])
+    assert [r.action for r in audit_records(directory)].count("gallery.remove") == 0
+
+    recorded, left = sweep(directory)
+
+    assert left.isdisjoint(ERASED) if erased else left >= set(ERASED)
+    assert len(left) == 12 - (len(ERASED) if erased else 0)
+    removals = [r for r in audit_records(directory) if r.action == "gallery.remove"]
+    assert recorded == len(removals) == (1 if erased else 0)
+    for record in removals:
+        assert (record.actor, record.role, record.authorisation_id) == ("officer-7", "officer", AUTH)
+        assert record.objects["entries"] == list(ERASED)
+        assert record.objects["recorded_after_restart"] is True
+        assert "not_erased" not in record.objects
+    assert list((directory / DIRECTORY).glob("*")) == []
+    assert sweep(directory)[0] == 0  # recorded once
+
+
+def test_a_record_whose_entries_went_only_in_part_says_which_stayed(tmp_path: Path) -> None:
+    """One record over two partitions (as an expiry sweep's is): killed while copying the second
+    partition's kept rows, the first partition's erasure is finished by the next open and the
+    second never began (partitions go in the order of their names, hashes of the authorisation
+    ids). The record is appended, naming the entry that was not erased."""
+    directory = tmp_path / "gallery"
+    gallery_with_entries(directory)
+    expiry = ErasureRecord("gallery.purge", ("e2", "f4"), None, {"entries": 2, "reason": "entry-expired"})
+
+    erase_and_die(directory, "insert", 3, [expiry])  # inserts 1-2: the first partition's copy
+
+    recorded, left = sweep(directory)
+    stayed = [i for i in expiry.entry_ids if i in left]
+    assert len(stayed) == 1  # whichever partition was copied first went
+    (record,) = [r for r in audit_records(directory) if r.action == "gallery.purge"]
+    assert recorded == 1
+    assert (record.objects["reason"], record.objects["not_erased"]) == ("entry-expired", stayed)
+
+
+def test_an_erasure_the_audit_log_refused_is_recorded_once_it_accepts(tmp_path: Path) -> None:
+    """Erasing comes first (data past its time must go even while the audit store is down); the
+    record waits in its file until an audit log takes it."""
+    directory = tmp_path / "gallery"
+    gallery_with_entries(directory)
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        with pytest.raises(AuditError):
+            RecordedErasures(directory, RefusingAudit()).erase(gallery, OFFICER, [removal()])
+        assert gallery.entries_with_ids(list(ERASED)) == []
+        with pytest.raises(AuditError):  # still down: the record stays waiting
+            Purger(directory, RefusingAudit(), gallery).sweep()
+        report = Purger(directory, open_audit_log(directory, AuditSettings()), gallery).sweep()
+    finally:
+        gallery.close()
+    assert report.recorded_after_restart == 1
+    (record,) = [r for r in audit_records(directory) if r.action == "gallery.remove"]
+    assert (record.actor, record.objects["entries"]) == ("officer-7", list(ERASED))
+
+
+def test_a_sweep_leaves_the_records_of_an_erasure_under_way_to_its_process(tmp_path: Path) -> None:
+    """The file of an erasure whose process lives is locked: a sweep meanwhile (the matcher's, every
+    purge interval) must neither record it a second time nor drop it."""
+    directory = tmp_path / "gallery"
+    gallery_with_entries(directory)
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    audit = open_audit_log(directory, AuditSettings())
+    kept, go_on = threading.Event(), threading.Event()
+    real_remove = gallery.remove_entries
+
+    def remove_when_told(entry_ids: list[str]) -> object:
+        kept.set()
+        go_on.wait(60)
+        return real_remove(entry_ids)
+
+    gallery.remove_entries = remove_when_told  # type: ignore[method-assign]
+    erasing = threading.Thread(
+        target=RecordedErasures(directory, audit).erase, args=(gallery, OFFICER, [removal()])
+    )
+    try:
+        erasing.start()
+        assert kept.wait(60)
+        with_entries_gone = Gallery(GallerySettings(gallery=str(tmp_path / "empty")), dim=8)
+        try:  # a gallery without the entries: a sweep that ignored the lock would record the erasure
+            assert RecordedErasures(directory, audit).finish_pending(with_entries_gone) == 0
+        finally:
+            with_entries_gone.close()
+        assert len(list((directory / DIRECTORY).glob("*.json"))) == 1
+    finally:
+        go_on.set()
+        erasing.join(120)
+        gallery.close()
+    (record,) = [r for r in audit_records(directory) if r.action == "gallery.remove"]
+    assert "recorded_after_restart" not in record.objects
+    assert list((directory / DIRECTORY).glob("*")) == []
