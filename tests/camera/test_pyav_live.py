@@ -169,3 +169,28 @@ def test_a_2s_gop_stream_is_decoded_up_to_each_gops_last_sample_and_reported(
         assert any(np.array_equal(captured.image, frame) for frame in reference)
     said = [r.getMessage() for r in caplog.records if "longer than its sampling interval" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_an_rtsp_sessions_first_gop_is_sampled(faces_dir: Path, tmp_path: Path) -> None:
+    """Over RTSP FFmpeg gives a session's first packet, the camera's first key frame, no timestamp.
+    The arrival time on the monotonic clock stood in for it, so the next key frame looked like the
+    stream's clock going back and the schedule restarted there: nothing between the first two key
+    frames was sampled, 3 s of a 4 s GOP at each connect. Now the key frame is placed a frame
+    before the first timestamp (camera/stream_clock.py)."""
+    path = make_h264([faces_dir / p for p in PHOTOS], tmp_path / "g4.mp4", size=(640, 352), gop_s=4.0)
+    reference = all_frames(path)  # 200 pictures, key frames at 0 and 100
+    with served(path) as camera:
+        source = opened(camera.url, 1.0)
+        try:
+            samples = [source.read(), source.read()]
+        finally:
+            source.close()
+    pictures = []
+    for captured in samples:
+        assert captured is not None
+        (picture,) = [i for i, frame in enumerate(reference) if np.array_equal(captured.image, frame)]
+        pictures.append(picture)
+    # each session starts at picture 0; FFmpeg's probing at open buffers about the first second,
+    # so the first sample the sampler takes is 1-2 s in, from the first GOP, not its second
+    assert 0 < pictures[0] < 100
+    assert 20 <= pictures[1] - pictures[0] <= 30  # a second later

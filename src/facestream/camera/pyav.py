@@ -39,12 +39,15 @@ from facestream.camera.live_schedule import LiveSchedule, gop_over
 from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S, read_in_bursts
 from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
 from facestream.camera.spec import CameraSpec
+from facestream.camera.stream_clock import stream_times
 from facestream.errors import CameraError
 
 log = logging.getLogger(__name__)
 
 MAX_GOP_PACKETS = 1500
 """Packets of one GOP held undecoded (60 s at 25 fps); a longer GOP is decoded as it streams."""
+DEFAULT_STREAM_FPS = 25
+"""A stream's frame rate where its header gives none."""
 
 
 @dataclass(slots=True)
@@ -203,7 +206,7 @@ class PyAvVideoFile(MediaFile):
         self._base = stream.time_base or Fraction(1, 90_000)
         self._start: int | None = stream.start_time
         self._offset_ms = offset_ms
-        rate = stream.average_rate or stream.guessed_rate or 25
+        rate = stream.average_rate or stream.guessed_rate or DEFAULT_STREAM_FPS
         gop: list[_Buffered] = []
         streaming = False  # decoding an overlong GOP as it comes
         last_ms: float | None = None
@@ -415,11 +418,12 @@ class PyAvLiveStream(LiveStream):
         keyed = False  # no frame decodes before the stream's first key frame
         mid_gop = False  # the decoder has decoded frames between key frames since its last reset
         sequence = 0
-        base = stream.time_base
+        frame_s = 1.0 / float(stream.average_rate or stream.guessed_rate or DEFAULT_STREAM_FPS)
+        packets = read_in_bursts(
+            container.demux(stream), self._read_batch_s, stop, self.stats.note_waited_read
+        )
         try:
-            for packet in read_in_bursts(
-                container.demux(stream), self._read_batch_s, stop, self.stats.note_waited_read
-            ):
+            for packet, at_s in stream_times(packets, stream.time_base, frame_s):
                 if stop.is_set():
                     break
                 if packet.size == 0:
@@ -427,7 +431,6 @@ class PyAvLiveStream(LiveStream):
                 self.stats.packets += 1
                 if schedule.keys_suffice and not packet.is_keyframe:
                     continue  # never a sample; not even kept (holding MPEG-TS packets costs CPU)
-                at_s = float(packet.pts * base) if packet.pts is not None and base else time.monotonic()
                 if packet.is_keyframe:
                     keyed = True
                     if mid_gop:
