@@ -9,8 +9,11 @@ re-embedding. Every change is audited. Opening the gallery first purges what has
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
@@ -18,6 +21,24 @@ from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
 from facestream.errors import ConfigError, EnrollmentRefused
 from facestream.settings import DetectorSettings, EmbedderSettings, GallerySettings, ModelSettings
+
+if TYPE_CHECKING:
+    from facestream.accountability.authorisations import Authorisation
+    from facestream.accountability.enrolling import AuditedEnroller
+    from facestream.gallery.enroll import Enrollment
+
+log = logging.getLogger(__name__)
+
+_ENROLLING_SETTINGS = (
+    GallerySettings,
+    AccountabilitySettings,
+    PhotoSettings,
+    DetectorSettings,
+    EmbedderSettings,
+    ModelSettings,
+    AUDIT_SIGNING,
+)
+"""What embedding photos into the gallery reads: `enroll`, `enroll-bulk` and `reembed`."""
 
 
 def identity_arg(value: str) -> str:
@@ -47,25 +68,22 @@ def register(sub: Any) -> None:
     enroll.add_argument(
         "--identity", required=True, type=identity_arg, help="name of the person (1-128 characters)"
     )
-    enroll.add_argument(
-        "--authorisation",
-        default=None,
-        metavar="ID",
-        help="id of the authorisation the entry exists under (facestream authorisation grant)",
-    )
     enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
-    add_actor_flag(enroll)
-    add_settings(
-        enroll,
-        GallerySettings,
-        AccountabilitySettings,
-        PhotoSettings,
-        DetectorSettings,
-        EmbedderSettings,
-        ModelSettings,
-        AUDIT_SIGNING,
-    )
+    _add_enrolling_flags(enroll)
     enroll.set_defaults(handler=enroll_photos)
+    bulk = gsub.add_parser(
+        "enroll-bulk",
+        help="enroll every identity of a folder: one subfolder per person, named after them, holding "
+        "their photos (role officer)",
+        description="Enroll each subfolder of FOLDER as the identity it is named after, from the photos "
+        "in it (.jpg, .jpeg, .png, .bmp, .webp), under one authorisation in force, with the models "
+        "loaded once. An identity refused (a photo without one clear face, a bad name, no photos) "
+        "is reported and the rest go on; each enrolled one is audited before the next begins. "
+        "Stdout: one JSON object per identity, then a summary. Exit 1 if any was refused.",
+    )
+    bulk.add_argument("folder", type=Path, metavar="FOLDER")
+    _add_enrolling_flags(bulk)
+    bulk.set_defaults(handler=enroll_folder)
     listing = gsub.add_parser("list", help="list enrolled entries, one JSON object each (officer/auditor)")
     add_actor_flag(listing)
     add_settings(listing, GallerySettings, AccountabilitySettings, AUDIT_SIGNING)
@@ -84,16 +102,7 @@ def register(sub: Any) -> None:
     )
     reembed.add_argument("--drop-old", action="store_true", help="remove entries of other models afterwards")
     add_actor_flag(reembed)
-    add_settings(
-        reembed,
-        GallerySettings,
-        AccountabilitySettings,
-        PhotoSettings,
-        DetectorSettings,
-        EmbedderSettings,
-        ModelSettings,
-        AUDIT_SIGNING,
-    )
+    add_settings(reembed, *_ENROLLING_SETTINGS)
     reembed.set_defaults(handler=reembed_entries)
     serve = gsub.add_parser(
         "serve-lite",
@@ -114,6 +123,21 @@ def register(sub: Any) -> None:
     serve.set_defaults(handler=serve_lite)
 
 
+def _add_enrolling_flags(parser: argparse.ArgumentParser) -> None:
+    """What `enroll` and `enroll-bulk` both take: the authorisation, the actor, and the settings of
+    the gallery, the state, the photo key, the models and the audit log's signing."""
+    from facestream.accountability.roles import add_actor_flag
+
+    parser.add_argument(
+        "--authorisation",
+        default=None,
+        metavar="ID",
+        help="id of the authorisation the entries exist under (facestream authorisation grant)",
+    )
+    add_actor_flag(parser)
+    add_settings(parser, *_ENROLLING_SETTINGS)
+
+
 def port_arg(value: str) -> int:
     """A TCP port, 1-65535: anything else is a usage error before the data directory is opened."""
     if not value.isdigit() or not 1 <= int(value) <= 65535:
@@ -128,13 +152,16 @@ def serve_lite(args: argparse.Namespace) -> int:
     return 0
 
 
-def enroll_photos(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _enrolling(args: argparse.Namespace) -> Iterator[AuditedEnroller]:
+    """The officer, the authorisation (in force), the models and the gallery, for `enroll` and
+    `enroll-bulk`; every usage error comes before a model or the gallery is opened."""
     from facestream.accountability.authorisations import AuthorisationStore
+    from facestream.accountability.enrolling import AuditedEnroller
     from facestream.accountability.photos import PhotoVault, load_photo_key
-    from facestream.accountability.purge import erase_photos_of
     from facestream.accountability.roles import RoleStore, resolve_actor
     from facestream.accountability.session import audit_for, open_gallery, state_dir_from
-    from facestream.gallery.enroll import Enroller, check_identity
+    from facestream.gallery.enroll import Enroller
     from facestream.vision.factory import build_embedder, build_finder
 
     if not args.authorisation:
@@ -145,7 +172,6 @@ def enroll_photos(args: argparse.Namespace) -> int:
     gallery_s = settings_from(args, GallerySettings)
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "officer", args.actor)
-    check_identity(args.identity)
     auth = AuthorisationStore(state_dir).usable(args.authorisation)
     key = load_photo_key(
         settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
@@ -156,41 +182,61 @@ def enroll_photos(args: argparse.Namespace) -> int:
     finder = build_finder(settings_from(args, DetectorSettings), model_s)
     gallery = open_gallery(gallery_s, state_dir, audit, dim=embedder.dim)
     try:
-        # The sweep may just have ended it; check again with the gallery in hand.
-        auth = AuthorisationStore(state_dir).usable(auth.id)
-        result = Enroller(finder, embedder, gallery, gallery_s).enroll(
-            args.identity,
-            list(args.photos),
-            authorisation_id=auth.id,
-            valid_until_ms=auth.valid_until_ms,
-            keeper=PhotoVault(state_dir, key),
-        )
-        entry_ids = [p.entry_id for p in result.photos]
-        try:
-            audit.append(
-                actor=actor,
-                action="gallery.enroll",
-                authorisation_id=auth.id,
-                objects={"identity": result.identity, "entries": entry_ids, "photos": len(entry_ids)},
-            )
-        except BaseException:
-            # An enrollment the audit log does not show must not exist.
-            erase_photos_of(state_dir, gallery.remove_entries(entry_ids), gallery)
-            raise
+        enroller = Enroller(finder, embedder, gallery, gallery_s)
+        yield AuditedEnroller(state_dir, actor, auth.id, enroller, gallery, audit, PhotoVault(state_dir, key))
     finally:
         gallery.close()
-    emit(
-        {
-            "identity": result.identity,
-            "authorisation_id": auth.id,
-            "valid_until_ms": auth.valid_until_ms,
-            "entries": [
-                {"photo": p.photo, "entry_id": p.entry_id, "det_score": p.det_score, "size_px": p.size_px}
-                for p in result.photos
-            ],
-        }
-    )
+
+
+def _enrolled_json(result: Enrollment, auth: Authorisation) -> dict[str, Any]:
+    return {
+        "identity": result.identity,
+        "authorisation_id": auth.id,
+        "valid_until_ms": auth.valid_until_ms,
+        "entries": [
+            {"photo": p.photo, "entry_id": p.entry_id, "det_score": p.det_score, "size_px": p.size_px}
+            for p in result.photos
+        ],
+    }
+
+
+def enroll_photos(args: argparse.Namespace) -> int:
+    with _enrolling(args) as enrolling:
+        result, auth = enrolling.enroll(args.identity, list(args.photos))
+    emit(_enrolled_json(result, auth))
     return 0
+
+
+def enroll_folder(args: argparse.Namespace) -> int:
+    """Every identity of the folder, one after the other: one refused does not stop the rest,
+    and each is in the gallery and the audit log before the next begins, so a run that stopped
+    can be run again (an identity's entries are the same each time). Exit 1 if any was refused."""
+    from facestream.gallery.enroll_folder import identities_in
+
+    people = identities_in(args.folder)
+    refused = 0
+    with _enrolling(args) as enrolling:
+        for n, person in enumerate(people, 1):
+            if person.why_not is None:
+                try:
+                    result, auth = enrolling.enroll(person.identity, list(person.photos))
+                except EnrollmentRefused as exc:
+                    person = person.refused(str(exc))
+                else:
+                    emit(_enrolled_json(result, auth))
+                    log.info(
+                        "enroll-bulk %d/%d %s: %d photo(s)",
+                        n,
+                        len(people),
+                        person.identity,
+                        len(result.photos),
+                    )
+                    continue
+            refused += 1
+            emit({"identity": person.identity, "refused": person.why_not})
+            log.warning("enroll-bulk %d/%d %s: refused: %s", n, len(people), person.identity, person.why_not)
+    emit({"summary": {"identities": len(people), "enrolled": len(people) - refused, "refused": refused}})
+    return 1 if refused else 0
 
 
 def list_entries(args: argparse.Namespace) -> int:

@@ -1,0 +1,109 @@
+"""`gallery enroll-bulk`: a folder of identities enrolled in one run; one refused does not stop the rest."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facestream.gallery.store import Gallery
+from facestream.settings import GallerySettings
+from tests.fixtures.accountability import audit_records, grant_authorisation, run_cli
+
+pytestmark = pytest.mark.usefixtures("accountability_env")
+
+
+def bulk(gallery: Path, auth: str, folder: Path) -> tuple[int, list[dict[str, object]]]:
+    result = run_cli(
+        "gallery", "enroll-bulk", "--gallery", str(gallery), "--authorisation", auth, str(folder)
+    )
+    return result.status, result.json()
+
+
+def people_folder(root: Path, faces_dir: Path) -> Path:
+    """Three people who can be enrolled and three folders that cannot, each for its own reason."""
+    enroll = faces_dir / "enroll"
+    layout = {
+        "obama": ["obama_1.jpg", "obama_2.jpg"],
+        "biden": ["biden_1.jpg"],
+        "rose leslie": ["rose_leslie_1.jpg"],
+        "bad$name": ["alex_lacamoire_1.jpg"],
+    }
+    for person, photos in layout.items():
+        (root / person).mkdir(parents=True)
+        for photo in photos:
+            shutil.copy(enroll / photo, root / person / photo)
+    (root / "broken").mkdir()
+    (root / "broken" / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "empty").mkdir()
+    (root / "empty" / "notes.txt").write_text("photos to follow")
+    return root
+
+
+def test_a_folder_is_enrolled_identity_by_identity_and_the_refused_are_reported(
+    tmp_path: Path, faces_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    folder = people_folder(tmp_path / "people", faces_dir)
+
+    with caplog.at_level(logging.INFO, logger="facestream.commands.gallery"):
+        status, lines = bulk(gallery, auth, folder)
+
+    assert status == 1  # some were refused
+    *per_identity, summary = lines
+    assert summary == {"summary": {"identities": 6, "enrolled": 3, "refused": 3}}
+    enrolled = {str(line["identity"]): line for line in per_identity if "entries" in line}
+    refused = {str(line["identity"]): str(line["refused"]) for line in per_identity if "refused" in line}
+    assert sorted(enrolled) == ["biden", "obama", "rose leslie"]
+    assert [len(enrolled[p]["entries"]) for p in ("obama", "biden", "rose leslie")] == [2, 1, 1]  # type: ignore[arg-type]
+    assert all(line["authorisation_id"] == auth for line in enrolled.values())
+    assert sorted(refused) == ["bad$name", "broken", "empty"]
+    assert "must be 1-128 letters" in refused["bad$name"]
+    assert "not a readable image" in refused["broken"]
+    assert refused["empty"].startswith("no photos")
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("enroll-bulk ")]
+    assert [line.split(" ")[1] for line in progress] == [f"{n}/6" for n in range(1, 7)]
+
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        entries = g.entries()
+    finally:
+        g.close()
+    assert sorted(e.identity for e in entries) == ["biden", "obama", "obama", "rose leslie"]
+    records = [r for r in audit_records(gallery) if r.action == "gallery.enroll"]
+    assert sorted(str(r.objects["identity"]) for r in records) == ["biden", "obama", "rose leslie"]
+    assert len(list((gallery / "photos" / auth).glob("*.enc"))) == 4  # nothing of the refused kept
+
+    # The refused fixed (here: set aside), the same folder again: nothing new, nothing refused.
+    for bad in ("bad$name", "broken", "empty"):
+        shutil.rmtree(folder / bad)
+    status, lines = bulk(gallery, auth, folder)
+    assert status == 0 and lines[-1] == {"summary": {"identities": 3, "enrolled": 3, "refused": 0}}
+    g = Gallery(GallerySettings(gallery=str(gallery)))
+    try:
+        assert g.count() == 4  # the same entries: enrolling is idempotent
+    finally:
+        g.close()
+
+
+@pytest.mark.parametrize("what", ["missing", "a-file", "no-subfolders"])
+def test_a_folder_that_is_not_a_folder_of_identities_is_one_line_and_touches_nothing(
+    tmp_path: Path, faces_dir: Path, what: str
+) -> None:
+    folder = tmp_path / "people"
+    if what == "a-file":
+        folder.write_bytes((faces_dir / "enroll" / "obama_1.jpg").read_bytes())
+    elif what == "no-subfolders":
+        folder.mkdir()
+        shutil.copy(faces_dir / "enroll" / "obama_1.jpg", folder / "obama_1.jpg")
+    gallery = tmp_path / "gallery"
+    result = run_cli(
+        "gallery", "enroll-bulk", "--gallery", str(gallery), "--authorisation", "auth_x", str(folder)
+    )
+    assert result.status == 2
+    assert "subfolder per identity" in result.error or "has no subfolders" in result.error
+    assert result.stdout == ""
+    assert not gallery.exists()
