@@ -16,12 +16,13 @@ import pytest
 
 from facestream.accountability.audit import Actor, open_audit_log
 from facestream.accountability.audit_keys import AuditSettings
+from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.erasures import DIRECTORY, ErasureRecord, RecordedErasures
 from facestream.accountability.purge import Purger
 from facestream.errors import AuditError
 from facestream.gallery.store import FOREVER_MS, Gallery
 from facestream.settings import GallerySettings
-from tests.fixtures.accountability import RefusingAudit, audit_records
+from tests.fixtures.accountability import RefusingAudit, audit_records, grant_authorisation
 from tests.fixtures.milvus import synthetic_entries
 
 pytestmark = pytest.mark.usefixtures("accountability_env")
@@ -47,18 +48,23 @@ def removal() -> ErasureRecord:
     return ErasureRecord("gallery.remove", ERASED, AUTH, {"identity": "e-1", "entries": list(ERASED)})
 
 
-def erase_and_die(directory: Path, where: str, nth: int, records: list[ErasureRecord]) -> None:
+def erase_and_die(directory: Path, where: str, nth: int, records: list[ErasureRecord] | str) -> None:
     """Erase in a child process that dies (os._exit) at the `nth` call of `where`: a method of the
-    gallery's client, or "audit" for the audit log's append."""
-    as_json = [
-        {
-            "action": r.action,
-            "entry_ids": r.entry_ids,
-            "authorisation_id": r.authorisation_id,
-            "objects": r.objects,
-        }
-        for r in records
-    ]
+    gallery's client, or "audit" for the audit log's append. `records` may be an authorisation's
+    id instead: the child purges it."""
+    as_json = (
+        records
+        if isinstance(records, str)
+        else [
+            {
+                "action": r.action,
+                "entry_ids": r.entry_ids,
+                "authorisation_id": r.authorisation_id,
+                "objects": r.objects,
+            }
+            for r in records
+        ]
+    )
     died = subprocess.run(
         [sys.executable, "-c", _ERASE_AND_DIE, str(directory), where, str(nth), json.dumps(as_json)],
         capture_output=True, text=True, timeout=300,
@@ -81,7 +87,9 @@ import json, os, sys
 from pathlib import Path
 from facestream.accountability.audit import Actor, AuditLog, open_audit_log
 from facestream.accountability.audit_keys import AuditSettings
+from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.erasures import ErasureRecord, RecordedErasures
+from facestream.accountability.purge import SYSTEM, Purger
 from facestream.gallery.store import Gallery
 from facestream.settings import GallerySettings
 
@@ -100,11 +108,16 @@ def dies(*args, **kwargs):
 
 
 setattr(owner, method, dies)
-RecordedErasures(directory, open_audit_log(directory, AuditSettings())).erase(
-    gallery,
-    Actor("officer-7", "officer"),
-    [ErasureRecord(r["action"], tuple(r["entry_ids"]), r["authorisation_id"], r["objects"]) for r in records],
-)
+audit = open_audit_log(directory, AuditSettings())
+if isinstance(records, str):  # an authorisation's id: purge it, as a sweep does
+    Purger(directory, audit, gallery).purge(AuthorisationStore(directory).get(records), SYSTEM)
+else:
+    RecordedErasures(directory, audit).erase(
+        gallery,
+        Actor("officer-7", "officer"),
+        [ErasureRecord(r["action"], tuple(r["entry_ids"]), r["authorisation_id"], r["objects"])
+         for r in records],
+    )
 sys.exit(0)
 """
 
@@ -163,6 +176,34 @@ def test_a_record_whose_entries_went_only_in_part_says_which_stayed(tmp_path: Pa
     (record,) = [r for r in audit_records(directory) if r.action == "gallery.purge"]
     assert recorded == 1
     assert (record.objects["reason"], record.objects["not_erased"]) == ("entry-expired", stayed)
+
+
+def test_an_authorisations_purge_killed_before_its_record_is_recorded_with_what_it_erased(
+    tmp_path: Path,
+) -> None:
+    """A purge drops the authorisation's partition in one call. Killed before its record, the next
+    sweep purged again and recorded what was left by then: 0 entries, the real count lost. Now the
+    record kept before the drop is appended first, then the purge done again is recorded too."""
+    directory = tmp_path / "gallery"
+    auth = grant_authorisation(directory)
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        vectors = np.random.default_rng(4).normal(size=(3, 8)).astype(np.float32)
+        gallery.add(synthetic_entries(3, auth, FOREVER_MS, "g"), vectors)
+    finally:
+        gallery.close()
+    AuthorisationStore(directory).revoke(auth, "authoriser-1")
+
+    erase_and_die(directory, "audit", 1, auth)
+
+    recorded, left = sweep(directory)
+    assert recorded == 1 and not left & {"g0", "g1", "g2"}
+    purges = [r.objects for r in audit_records(directory) if r.action == "gallery.purge"]
+    assert [(p["entries"], p["reason"], p.get("recorded_after_restart")) for p in purges] == [
+        (3, "revoked", True),  # the killed purge, as it would have been recorded
+        (0, "revoked", None),  # the sweep's own purge, which found nothing left
+    ]
+    assert AuthorisationStore(directory).get(auth).purged_at_ms is not None
 
 
 def test_an_erasure_the_audit_log_refused_is_recorded_once_it_accepts(tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.clock import now_ms
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DIRECTORY = "erasures"
 """Under the state directory: one file per erasure under way."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,25 @@ class RecordedErasures:
         entry_ids = list(dict.fromkeys(i for r in records for i in r.entry_ids))
         if not entry_ids:
             return []
+        return self._recorded(actor, records, lambda: gallery.remove_entries(entry_ids))
+
+    def purge_authorisation(
+        self, gallery: Gallery, actor: Actor, authorisation_id: str, objects: Mapping[str, Any]
+    ) -> int:
+        """Erase every entry of an authorisation (its partition dropped) and append one
+        `gallery.purge` record: `objects` with the count of `entries`; returns the count. Recorded
+        after a death as `erase` is, when there were entries to erase."""
+        entry_ids = tuple(e.entry_id for e in gallery.entries_of_authorisation(authorisation_id))
+        record = ErasureRecord(
+            "gallery.purge", entry_ids, authorisation_id, {**objects, "entries": len(entry_ids)}
+        )
+        self._recorded(actor, [record], lambda: gallery.remove_authorisation(authorisation_id))
+        return len(entry_ids)
+
+    def _recorded(self, actor: Actor, records: Sequence[ErasureRecord], erase: Callable[[], T]) -> T:
+        """Keep the records, erase, append them, forget them (see the module docstring)."""
         with self._kept(_Pending(actor, now_ms(), tuple(records))) as path:
-            removed = gallery.remove_entries(entry_ids)
+            erased = erase()
             for record in records:
                 self.audit.append(
                     actor=actor,
@@ -110,7 +129,7 @@ class RecordedErasures:
                     objects=record.objects,
                 )
             path.unlink()
-        return removed
+        return erased
 
     def finish_pending(self, gallery: Gallery) -> int:
         """Append the records of erasures whose process is gone (see the module docstring);

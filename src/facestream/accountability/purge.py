@@ -20,9 +20,9 @@ ended; an enrollment killed after keeping its photos and before writing its entr
 too. The hour spares an enrollment in progress, which keeps its photos just before it writes the
 entries that use them.
 
-Entries erased one by one (expiry of an entry, `gallery remove`, re-embedding) have their audit
-records kept before the erasure (accountability/erasures.py); a sweep first appends those that a
-process killed after erasing, or refused by the audit log, left unrecorded.
+Every erasure of entries (an authorisation's purge, an entry's expiry, `gallery remove`,
+re-embedding) has its audit records kept before it (accountability/erasures.py); a sweep first
+appends those that a process killed after erasing, or refused by the audit log, left unrecorded.
 """
 
 from __future__ import annotations
@@ -80,29 +80,26 @@ class Purger:
 
         Returns True when both are gone (the authorisation is then stamped `purged_at_ms`).
         Erasing comes first, since data past its authorisation must go even while the audit
-        store is down; if the record then fails, the stamp is not set and the next sweep
-        records the purge again (with what was left to erase by then, possibly nothing).
+        store is down; if the record then fails, or the process dies, the stamp is not set, and
+        the next sweep appends the record kept before the erasure (accountability/erasures.py)
+        and purges again (what was left by then, possibly nothing, in a record of its own).
         """
         if auth.status == "active":
             raise ValueError(f"{auth.id} is active; only ended authorisations are purged")
         photos = purge_photos(self.state_dir, auth.id)
-        entries = self.gallery.remove_authorisation(auth.id) if self.gallery is not None else None
-        complete = entries is not None
-        if photos or complete:
-            self.audit.append(
-                actor=actor,
-                action="gallery.purge",
-                authorisation_id=auth.id,
-                objects={
-                    "entries": entries or 0,
-                    "photos": photos,
-                    "complete": complete,
-                    "reason": auth.status,
-                },
-            )
-        if complete:
-            self.store.update(auth.id, purged_at_ms=now_ms())
-        return complete
+        if self.gallery is None:
+            if photos:
+                self.audit.append(
+                    actor=actor,
+                    action="gallery.purge",
+                    authorisation_id=auth.id,
+                    objects={"entries": 0, "photos": photos, "complete": False, "reason": auth.status},
+                )
+            return False
+        objects = {"photos": photos, "complete": True, "reason": auth.status}
+        self.erasures.purge_authorisation(self.gallery, actor, auth.id, objects)
+        self.store.update(auth.id, purged_at_ms=now_ms())
+        return True
 
     def sweep(self, at_ms: int | None = None, actor: Actor = SYSTEM) -> SweepReport:
         """Record the erasures a process left unrecorded, expire, then purge every ended
