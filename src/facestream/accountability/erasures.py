@@ -166,12 +166,19 @@ class RecordedErasures:
                 objects=objects,
             )
             appended += 1
-        log.warning(
-            "erasures: %d audit record(s) recorded of an erasure begun at %d by %s, whose process ended",
-            appended,
-            pending.began_at_ms,
-            pending.actor.name,
-        )
+        if appended:
+            log.warning(
+                "erasures: %d audit record(s) recorded of an erasure begun at %d by %s, whose process ended",
+                appended,
+                pending.began_at_ms,
+                pending.actor.name,
+            )
+        else:
+            log.info(
+                "erasures: an erasure begun at %d by %s never began erasing; nothing to record",
+                pending.began_at_ms,
+                pending.actor.name,
+            )
         path.unlink()
         return appended
 
