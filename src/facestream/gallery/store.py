@@ -534,10 +534,6 @@ class Gallery:
             self._settle()
         return count
 
-    def remove_expired(self, now_ms: int) -> list[GalleryEntry]:
-        """Erase the `expired` entries."""
-        return self.remove_entries([e.entry_id for e in self.expired(now_ms)])
-
     def _drop_partition(self, partition: str) -> None:
         if not self.is_lite:
             # A Milvus server drops only released partitions. Milvus Lite has no partition release,
