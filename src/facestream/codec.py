@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import fastavro
 import numpy as np
 from pydantic import ValidationError
 
-from facestream.camera.spec import CameraSpec, describe_validation_error
+from facestream.camera.spec import ZONE, CameraSpec, describe_validation_error
 from facestream.errors import InvalidMessage
 from facestream.messages import (
     ALIGNED_BYTES,
@@ -288,6 +289,7 @@ def _face_match_record(m: FaceMatch) -> Record:
         "authorisation_id": m.authorisation_id,
         "model_id": m.model_id,
         "thumbnail_jpeg": m.thumbnail_jpeg,
+        "zone": m.zone,
     }
 
 
@@ -304,7 +306,19 @@ def _face_match_fields(record: Record) -> dict[str, Any]:
         "authorisation_id": record["authorisation_id"],
         "model_id": record["model_id"],
         "thumbnail_jpeg": bytes(record["thumbnail_jpeg"]),
+        "zone": zone_from_record(record),
     }
+
+
+def zone_from_record(record: Record) -> str | None:
+    """The record's zone: None for a v1 record (resolved to the default); a zone name otherwise, as
+    a camera's config allows it, so no consumer (the review pages, a downstream router) gets
+    anything else in it."""
+    zone = record.get("zone")
+    if zone is not None and not re.fullmatch(ZONE, zone):
+        problem = f"zone {zone[:70]!r} is not a zone name (1-64 of A-Za-z0-9._-)"
+        raise InvalidMessage("invalid_fields", problem)
+    return zone
 
 
 def _hit(record: Record) -> Hit:
@@ -339,5 +353,5 @@ CAMERAS: Codec[CameraSpec] = Codec("cameras", 2, _camera_record, _camera)
 FRAMES: Codec[Frame] = Codec("frames", 1, _frame_record, _frame)
 FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
 EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)
-HITS: Codec[Hit] = Codec("hits", 1, _face_match_record, _hit)
-MATCHES: Codec[Candidate] = Codec("matches", 1, _candidate_record, _candidate)
+HITS: Codec[Hit] = Codec("hits", 2, _face_match_record, _hit)
+MATCHES: Codec[Candidate] = Codec("matches", 2, _candidate_record, _candidate)

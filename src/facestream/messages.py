@@ -153,6 +153,11 @@ class FaceMatch:
     authorisation_id: str
     model_id: str
     thumbnail_jpeg: bytes
+    zone: str | None
+    """The camera's zone (camera group) when the face was matched, as the match policy saw it: what
+    a downstream system routes on. None when the policy knew no zone for the camera (it then fails
+    closed, accountability/zones.py), the policy has no zones (benchmarks), or the record was
+    written before the field (v1)."""
 
     def match_fields(self) -> dict[str, Any]:
         """FaceMatch's own fields, by name: the keyword arguments that carry them into another

@@ -4,6 +4,7 @@ Revocation is checked on the real Milvus server (HNSW) too."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from facestream import codec
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
 from facestream.accountability.policy import AccountablePolicy
 from facestream.accountability.rules import RuleStore
@@ -153,9 +155,9 @@ def test_no_match_without_an_authorisation_in_force(
     ]  # type: ignore[union-attr]
 
 
-def _embedding(world: World, vector: npt.NDArray[np.float32]) -> Embedding:
+def _embedding(world: World, vector: npt.NDArray[np.float32], camera: str = "cam-a") -> Embedding:
     return Embedding(
-        ref=FrameRef("cam-a", "f", T0, "test://cam-a"),
+        ref=FrameRef(camera, f"{camera}@{T0}", T0, f"test://{camera}"),
         face_index=0,
         bbox=BBox(0, 0, 100, 100),
         quality=Quality(1.0, 100.0, 100.0, 0.0),
@@ -163,6 +165,34 @@ def _embedding(world: World, vector: npt.NDArray[np.float32]) -> Embedding:
         vector=vector,
         thumbnail_jpeg=b"",
     )
+
+
+def test_each_hit_carries_the_zone_its_camera_was_matched_in(
+    world: World, faces_dir: Path, probe_vectors: dict[str, npt.NDArray[np.float32]], tmp_path: Path
+) -> None:
+    """The zone the policy decided with (read from the matcher's cameras file, as the service does)
+    travels on the hit, through the codec, so `matches` consumers need no camera list of their own."""
+    world.enroll("obama", world.grant(), faces_dir)  # in force on every camera, whatever its zone
+    cameras = tmp_path / "cameras.json"
+
+    def zones_file(zone: str) -> None:
+        cameras.write_text(json.dumps([{"camera_id": "cam-a", "url": "rtsp://10.0.0.1/a", "zone": zone}]))
+
+    zones_file("north-gate")
+    policy = AccountablePolicy(
+        world.store, world.rules, CameraZones(cameras_file=cameras), clock=lambda: world.clock_s[0]
+    )
+    stage = MatchStage(world.gallery, threshold=0.4, top_k=3, policy=policy, clock=lambda: world.clock_s[0])
+    faces = [_embedding(world, probe_vectors["obama"], camera) for camera in ("cam-a", "cam-x")]
+
+    def zones_of_hits() -> list[list[str | None]]:
+        outcomes = stage.process(faces)
+        assert all(isinstance(o, list) for o in outcomes)
+        return [[codec.HITS.decode(codec.HITS.encode(h)).zone for h in o] for o in outcomes]  # type: ignore[union-attr]
+
+    assert zones_of_hits() == [["north-gate"], [None]]  # cam-x is not in the file: its zone is unknown
+    zones_file("riverside-west")  # the camera moved to another zone: the next batch says so
+    assert zones_of_hits() == [["riverside-west"], [None]]
 
 
 @BOTH_BACKENDS

@@ -53,6 +53,20 @@ def test_rules_switch_identify_off_by_zone_and_are_audited(tmp_path: Path, faces
     ]
 
 
+def test_identify_names_its_zone_on_each_candidate_and_in_the_audit(tmp_path: Path, faces_dir: Path) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    assert enroll(gallery, "obama", auth, faces_dir / "enroll" / "obama_1.jpg").status == 0
+    result = run_cli(
+        "identify", "--gallery", str(gallery), "--zone", "harbour", str(faces_dir / "probe" / "obama.jpg")
+    )
+    assert result.status == 0, result.stderr
+    (candidate,) = result.json()
+    assert (candidate["identity"], candidate["zone"]) == ("obama", "harbour")
+    (opened,) = [r for r in audit_records(gallery) if r.action == "candidate.open"]
+    assert (opened.objects["candidate_id"], opened.objects["zone"]) == (candidate["candidate_id"], "harbour")
+
+
 def test_a_rule_in_the_past_does_not_suspend_today(tmp_path: Path) -> None:
     gallery = tmp_path / "gallery"
     rule = add_rule(gallery, "--cameras", "cam-1", "--from", "2001-01-01", "--until", "2001-01-02")

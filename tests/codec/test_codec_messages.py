@@ -50,7 +50,10 @@ def produced(faces_dir: Path, finder: FaceFinder, embedder: FaceEmbedder) -> dic
     outcomes = EmbedStage(embedder).process(faces)
     embeddings = [e for o in outcomes if isinstance(o, list) for e in o]
     # the matcher's hit for a gallery answer, then the episode step's candidate for it
-    hits = [MatchStage._hit(e, GalleryHit("entry-1", "person-1", "auth-7", 0.81234567)) for e in embeddings]
+    hits = [
+        MatchStage._hit(e, GalleryHit("entry-1", "person-1", "auth-7", 0.81234567), "north-gate")
+        for e in embeddings
+    ]
     tracker = EpisodeTracker({}, gap_ms=30_000)
     candidates = [c for c in (tracker.observe(h) for h in hits) if c is not None]
     assert candidates, "the first hit of an episode opens a candidate"

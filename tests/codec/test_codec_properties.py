@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facestream import codec
-from facestream.camera.spec import CAMERA_ID, CameraSpec
+from facestream.camera.spec import CAMERA_ID, ZONE, CameraSpec
 from facestream.errors import InvalidMessage
 from facestream.messages import ALIGNED_BYTES, BBox, Candidate, Embedding, Face, Frame, FrameRef, Hit, Quality
 
@@ -34,6 +34,7 @@ refs = st.builds(FrameRef, text, text, st.integers(MIN_MS, MAX_MS), text)
 boxes = st.builds(BBox, f32, f32, f32, f32)
 qualities = st.builds(Quality, f32, f32, f32, f32)
 blobs = st.binary(max_size=300)
+zones = st.none() | st.from_regex(ZONE, fullmatch=True)
 
 
 @st.composite
@@ -56,16 +57,28 @@ MESSAGES: dict[str, st.SearchStrategy[Any]] = {
         camera_id=st.from_regex(CAMERA_ID, fullmatch=True),
         url=text.filter(bool),
         fps=st.none() | st.floats(0.001, 30),
-        zone=st.from_regex(r"^[A-Za-z0-9_.\-]{1,64}$", fullmatch=True),
+        zone=st.from_regex(ZONE, fullmatch=True),
         enabled=st.booleans(),
         start_at_ms=st.none() | st.integers(0, MAX_MS),
     ),
     "frames": st.builds(Frame, refs, int32, int32, blobs),
     "faces": st.builds(Face, refs, int32, boxes, landmarks, qualities, aligned, blobs),
     "embeddings": st.builds(Embedding, refs, int32, boxes, qualities, text, unit_vectors(), blobs),
-    "hits": st.builds(Hit, refs, int32, boxes, f32, text, text, text, text, blobs),
+    "hits": st.builds(Hit, refs, int32, boxes, f32, text, text, text, text, blobs, zones),
     "matches": st.builds(
-        Candidate, refs, int32, boxes, f32, text, text, text, text, blobs, candidate_id=text, episode_id=text
+        Candidate,
+        refs,
+        int32,
+        boxes,
+        f32,
+        text,
+        text,
+        text,
+        text,
+        blobs,
+        zones,
+        candidate_id=text,
+        episode_id=text,
     ),
 }
 

@@ -55,6 +55,7 @@ def alert(camera: str, at_ms: int, identity: str) -> Alert:
         opened_at_ms=at_ms + 100,
         confirmed_at_ms=at_ms + 60_000,
         confirmed_by=("rita", "rob"),
+        zone=c.zone,
     )
 
 
@@ -164,6 +165,7 @@ def test_the_consumer_prints_committed_candidates_and_alerts_decoded_with_the_sc
     )
     assert match["bbox"] == {"x1": 10.0, "y1": 10.0, "x2": 90.0, "y2": 90.0}
     assert by_topic["alerts.confirmed"]["value"]["confirmed_by"] == ["rita", "rob"]
+    assert match["zone"] == by_topic["alerts.confirmed"]["value"]["zone"] == "city-centre"
     assert by_topic["alerts.confirmed"]["key"] == confirmed.alert_id
 
     again = run_example("consume_matches.py", settings, "--stop-when-idle-s", "4")

@@ -81,7 +81,8 @@ def test_every_schema_is_registered_under_its_topic_with_facestreams_id(registry
         stored = get(f"{registry}/schemas/ids/{schema_id}")
         assert json.loads(stored["schema"]) == json.loads((REPO / "schemas" / path).read_text()), path
     assert get(f"{registry}/subjects/cameras-value/versions") == [1, 2]  # v1 (id 6), v2 (id 9)
-    assert get(f"{registry}/subjects/alerts.confirmed-value/versions") == [1]
+    assert get(f"{registry}/subjects/alerts.confirmed-value/versions") == [1, 2]  # ids 8, 12
+    assert get(f"{registry}/subjects/matches-value/versions") == [1, 2]  # ids 5, 11
     assert len(done.stdout.splitlines()) == len(INDEX)
 
 

@@ -37,6 +37,7 @@ def hit(camera: str, at_ms: int) -> Hit:
         authorisation_id="auth-1",
         model_id="model-1",
         thumbnail_jpeg=b"\xff\xd8thumb",
+        zone="city-centre",
     )
 
 

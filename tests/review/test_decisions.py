@@ -202,6 +202,22 @@ def test_the_state_is_plain_json_and_a_new_book_over_it_continues_where_the_old_
     assert decide(again, c.candidate_id, "rob", "confirm").status == "confirmed"
 
 
+def test_a_review_stored_before_zones_were_carried_continues_with_no_zone() -> None:
+    """A changelog written by the previous version holds no `zone`: replayed, the review goes on."""
+    state: dict[str, Any] = {}
+    c = candidate()
+    first = book(state)
+    admitted(first, c)
+    stored = json.loads(json.dumps(state))
+    for value in stored.values():
+        if isinstance(value, dict) and value.get("candidate_id") == c.candidate_id:
+            assert value.pop("zone") == "city-centre"
+    again = book(stored)
+    decide(again, c.candidate_id, "rita", "confirm")
+    alert = decide(again, c.candidate_id, "rob", "confirm").alert()
+    assert (alert.candidate_id, alert.zone) == (c.candidate_id, None)
+
+
 def test_queue_order_is_oldest_first_and_closed_most_recent_first() -> None:
     b = book()
     c1, c2, c3 = candidate("cam-1"), candidate("cam-2"), candidate("cam-3")

@@ -12,7 +12,7 @@ EVIL = '<script>alert("x")</script>'
 def review(camera: str = EVIL) -> CandidateReview:
     hit = Hit(
         FrameRef(camera, f"{camera}@1", 1_800_000_000_000, "rtsp://x"), 0, BBox(0, 0, 10, 10), 0.5,
-        "O'Brien", "entry", "auth_0123456789abcdef", "m", b"",
+        "O'Brien", "entry", "auth_0123456789abcdef", "m", b"", "riverside",
     )  # fmt: skip
     return CandidateReview.of(Candidate.open_episode(hit), 1_800_000_000_000, 60_000)
 

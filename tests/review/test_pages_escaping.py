@@ -20,7 +20,8 @@ from tests.fixtures.html import Page
 EVIL = "<script>alert(1)</script>\"'&"
 NOW = 1_800_000_000_000
 FIELDS = (
-    "identity", "camera", "candidate", "viewer", "role", "csrf", "case", "basis", "issuer", "voter", "note",
+    "identity", "camera", "zone", "candidate", "viewer", "role", "csrf", "case", "basis", "issuer", "voter",
+    "note",
 )  # fmt: skip
 """Each untrusted value is EVIL tagged with its field, so a test can tell which one was not escaped."""
 
@@ -32,7 +33,7 @@ def evil(field: str) -> str:
 def review() -> CandidateReview:
     hit = Hit(
         FrameRef(evil("camera"), "f@1", NOW - 5_000, "rtsp://x"), 0, BBox(0, 0, 10, 10), 0.5,
-        evil("identity"), "entry", "auth_0123456789abcdef", "m", b"",
+        evil("identity"), "entry", "auth_0123456789abcdef", "m", b"", evil("zone"),
     )  # fmt: skip
     opened = CandidateReview.of(Candidate.open_episode(hit), NOW, 60_000)
     return replace(opened, candidate_id=evil("candidate"))

@@ -88,7 +88,12 @@ def test_two_different_reviewers_make_one_alert_and_the_first_confirmation_survi
         [alert] = world.alerts(1)
         assert alert.alert_id == alert_id_for(cand.candidate_id)
         assert alert.confirmed_by == ("rita", "rob")
-        assert (alert.candidate_id, alert.identity, alert.ref) == (cand.candidate_id, "obama", cand.ref)
+        assert (alert.candidate_id, alert.identity, alert.ref, alert.zone) == (
+            cand.candidate_id,
+            "obama",
+            cand.ref,
+            "riverside",
+        )
         assert alert.authorisation_id == world.authorisation and alert.entry_id == world.entries["obama"]
         wait_until(lambda: second.metric("facestream_review_pending_candidates") == 0, 30, "gauges", second)
         assert second.metric("facestream_alerts_confirmed_total") == 1

@@ -37,9 +37,10 @@ def test_an_alert_round_trips_without_losing_a_millisecond_or_a_reviewer() -> No
         opened_at_ms=1_800_000_000_002,
         confirmed_at_ms=1_800_000_000_999,
         confirmed_by=("rita", "rob"),
+        zone="north-gate",
     )
     data = ALERTS.encode(alert)
-    assert int.from_bytes(data[1:5], "big") == codec.BUILTIN.id_of("alerts/v1.avsc")
+    assert int.from_bytes(data[1:5], "big") == codec.BUILTIN.id_of("alerts/v2.avsc")
     assert ALERTS.decode(data) == alert
 
 
@@ -57,5 +58,5 @@ def test_other_subjects_garbage_and_non_candidate_ids_are_invalid_messages() -> 
 def _alert() -> Alert:
     return Alert(
         alert_id_for(CID), CID, "e", FrameRef("c", "c@1", 1, "s"), 0, BBox(0, 0, 1, 1), 0.5, "x", "e", "a",
-        "m", 1, 2, ("a", "b"),
+        "m", 1, 2, ("a", "b"), None,
     )  # fmt: skip

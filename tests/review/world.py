@@ -86,6 +86,7 @@ class World:
             authorisation_id=self.authorisation,
             model_id=self.model_id,
             thumbnail_jpeg=jpeg.tobytes(),
+            zone="riverside",
         )
         return Candidate.open_episode(hit)
 

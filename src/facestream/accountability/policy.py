@@ -77,3 +77,6 @@ class AccountablePolicy:
         )
         self.counts.authorisations.update(allowed)
         return allowed
+
+    def zone_of(self, camera_id: str) -> str | None:
+        return self._zones.zone_of(camera_id)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from facestream.errors import ConfigError, InvalidMessage
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+ZONE = r"^[A-Za-z0-9_.\-]{1,64}$"
+"""A zone (camera group) name: also what `hits`, `matches` and `alerts` may carry as one."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -30,7 +32,7 @@ class CameraSpec(BaseModel):
     fps: float | None = Field(
         None, gt=0, le=30, allow_inf_nan=False, description="sampling rate; default the sampler's"
     )
-    zone: str = Field("default", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="camera group, for rules")
+    zone: str = Field("default", pattern=ZONE, description="camera group, for rules")
     enabled: bool = Field(True, description="a disabled camera is not opened")
     start_at_ms: int | None = Field(
         None, ge=0, description="for files: the wall-clock time of media position 0 (default: when opened)"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.roles import add_actor_flag
 from facestream.accountability.settings import AccountabilitySettings
-from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec
+from facestream.camera.spec import IMAGE_SUFFIXES, ZONE, CameraSpec
 from facestream.cliargs import Only, add_settings, describe, settings_from
 from facestream.commands.output import candidate_json, emit
 from facestream.errors import ConfigError
@@ -60,7 +60,7 @@ FAILURES_SHOWN_PER_FOLDER = 5
 
 
 def _zone(text: str) -> str:
-    if not re.match(r"^[A-Za-z0-9_.\-]{1,64}$", text):
+    if not re.fullmatch(ZONE, text):
         raise argparse.ArgumentTypeError(f"zone {text!r}: 1-64 letters, digits, . _ -")
     return text
 
@@ -258,6 +258,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                         "entry_id": candidate.entry_id,
                         "identity": candidate.identity,
                         "camera_id": candidate.ref.camera_id,
+                        "zone": candidate.zone,
                         "frame_ts_ms": candidate.ref.captured_at_ms,
                         "score": round(candidate.score, 4),
                     },

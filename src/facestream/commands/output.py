@@ -26,6 +26,7 @@ def candidate_json(c: Candidate) -> dict[str, Any]:
         "score": round(c.score, 4),
         "source": c.ref.source,
         "camera_id": c.ref.camera_id,
+        "zone": c.zone,
         "frame_ts": iso_ms(c.ref.captured_at_ms),
         "frame_ts_ms": c.ref.captured_at_ms,
         "bbox": c.bbox.as_list(),

@@ -509,6 +509,7 @@ def _candidate_objects(review: CandidateReview) -> dict[str, Any]:
         "entry_id": review.entry_id,
         "identity": review.identity,
         "camera_id": review.ref.camera_id,
+        "zone": review.zone,
         "frame_ts_ms": review.ref.captured_at_ms,
         "score": round(review.score, 4),
     }

@@ -77,6 +77,7 @@ class CandidateReview:
     model_id: str
     opened_at_ms: int
     expires_at_ms: int
+    zone: str | None
     status: Status = "pending"
     confirmations: tuple[Vote, ...] = ()
     rejection: Vote | None = None
@@ -99,6 +100,7 @@ class CandidateReview:
             model_id=candidate.model_id,
             opened_at_ms=now_ms,
             expires_at_ms=now_ms + window_ms,
+            zone=candidate.zone,
         )
 
     @property
@@ -132,6 +134,7 @@ class CandidateReview:
             opened_at_ms=self.opened_at_ms,
             confirmed_at_ms=self.closed_at_ms,
             confirmed_by=self.confirmed_by,
+            zone=self.zone,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +155,7 @@ class CandidateReview:
             "model_id": self.model_id,
             "opened_at_ms": self.opened_at_ms,
             "expires_at_ms": self.expires_at_ms,
+            "zone": self.zone,
             "status": self.status,
             "confirmations": [v.to_json() for v in self.confirmations],
             "rejection": None if self.rejection is None else self.rejection.to_json(),
@@ -175,6 +179,7 @@ class CandidateReview:
             model_id=data["model_id"],
             opened_at_ms=int(data["opened_at_ms"]),
             expires_at_ms=int(data["expires_at_ms"]),
+            zone=data.get("zone"),  # absent from a review stored before zones were carried
             status=data["status"],
             confirmations=tuple(Vote.from_json(v) for v in data.get("confirmations", [])),
             rejection=None if rejection is None else Vote.from_json(rejection),

@@ -58,6 +58,8 @@ class Alert:
     opened_at_ms: int
     confirmed_at_ms: int
     confirmed_by: tuple[str, ...]
+    zone: str | None
+    """The camera's zone when the face was matched (messages.FaceMatch.zone)."""
 
     @property
     def key(self) -> bytes:

@@ -13,6 +13,7 @@ from facestream.codec import (
     bbox_to_record,
     frame_ref_from_record,
     frame_ref_to_record,
+    zone_from_record,
 )
 from facestream.errors import InvalidMessage
 from facestream.review.messages import CANDIDATE_ID, VERDICTS, Alert, Decision
@@ -59,6 +60,7 @@ def _alert_record(a: Alert) -> Record:
         "opened_at_ms": a.opened_at_ms,
         "confirmed_at_ms": a.confirmed_at_ms,
         "confirmed_by": list(a.confirmed_by),
+        "zone": a.zone,
     }
 
 
@@ -78,8 +80,9 @@ def _alert(record: Record) -> Alert:
         opened_at_ms=avro_millis(record["opened_at_ms"]),
         confirmed_at_ms=avro_millis(record["confirmed_at_ms"]),
         confirmed_by=tuple(str(name) for name in record["confirmed_by"]),
+        zone=zone_from_record(record),
     )
 
 
 REVIEWS: Codec[Decision] = Codec("reviews", 1, _decision_record, _decision)
-ALERTS: Codec[Alert] = Codec("alerts", 1, _alert_record, _alert)
+ALERTS: Codec[Alert] = Codec("alerts", 2, _alert_record, _alert)

@@ -39,6 +39,10 @@ class MatchPolicy(Protocol):
         """Authorisations whose entries may match on this camera now; None means no limit."""
         ...
 
+    def zone_of(self, camera_id: str) -> str | None:
+        """The camera's zone as the policy decided with it (carried on each hit); None if unknown."""
+        ...
+
 
 class OpenPolicy:
     """No suspensions and no authorisation limit: for benchmarks and tests of the search alone.
@@ -51,6 +55,9 @@ class OpenPolicy:
         return False
 
     def allowed_authorisations(self, camera_id: str, at_ms: int) -> Sequence[str] | None:
+        return None
+
+    def zone_of(self, camera_id: str) -> str | None:
         return None
 
 
@@ -122,12 +129,13 @@ class MatchStage:
             self._metrics.gallery_search_seconds.observe(time.perf_counter() - started)
             self._metrics.gallery_up.set(1)
             for i, found in zip(indices, results, strict=True):
-                outcomes[i] = [self._hit(items[i], g) for g in best_per_identity(found)]
+                zone = self._policy.zone_of(items[i].ref.camera_id)
+                outcomes[i] = [self._hit(items[i], g, zone) for g in best_per_identity(found)]
         self._metrics.hits.inc(sum(len(o) for o in outcomes if isinstance(o, list)))
         return outcomes
 
     @staticmethod
-    def _hit(emb: Embedding, found: GalleryHit) -> Hit:
+    def _hit(emb: Embedding, found: GalleryHit, zone: str | None) -> Hit:
         return Hit(
             ref=emb.ref,
             face_index=emb.face_index,
@@ -138,6 +146,7 @@ class MatchStage:
             authorisation_id=found.authorisation_id,
             model_id=emb.model_id,
             thumbnail_jpeg=emb.thumbnail_jpeg,
+            zone=zone,
         )
 
 
