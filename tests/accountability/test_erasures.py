@@ -6,6 +6,7 @@ it matters (accountability/erasures.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from facestream.accountability.audit import Actor, open_audit_log
 from facestream.accountability.audit_keys import AuditSettings
 from facestream.accountability.authorisations import AuthorisationStore
 from facestream.accountability.erasures import DIRECTORY, ErasureRecord, RecordedErasures
+from facestream.accountability.photos import KEY_BYTES, PhotoVault, photos_of
 from facestream.accountability.purge import Purger
 from facestream.errors import AuditError
 from facestream.gallery.store import FOREVER_MS, Gallery
@@ -204,6 +206,73 @@ def test_an_authorisations_purge_killed_before_its_record_is_recorded_with_what_
         (0, "revoked", None),  # the sweep's own purge, which found nothing left
     ]
     assert AuthorisationStore(directory).get(auth).purged_at_ms is not None
+
+
+def keep_photos(directory: Path, auth: str, count: int) -> list[str]:
+    """`count` encrypted photos of `auth` in the vault, as enrolling keeps them."""
+    vault = PhotoVault(directory, os.urandom(KEY_BYTES))
+    ids = [f"{n:032x}" for n in range(count)]
+    for photo_id in ids:
+        vault.put(auth, photo_id, b"\xff\xd8 a photo")
+    return ids
+
+
+def test_a_purge_of_photos_alone_killed_before_its_record_is_recorded_with_the_photos_it_erased(
+    tmp_path: Path,
+) -> None:
+    """An authorisation whose entries were all removed before still has its kept photos. Its purge
+    erased them before its record was kept: killed there, nothing showed the photos had gone (no
+    entry's absence could) and the next sweep recorded a purge of 0 photos. Now the photos' ids are
+    in the record kept before, and their absence shows the erasure happened."""
+    directory = tmp_path / "gallery"
+    auth = grant_authorisation(directory)
+    Gallery(GallerySettings(gallery=str(directory)), dim=8).close()
+    keep_photos(directory, auth, 3)
+    AuthorisationStore(directory).revoke(auth, "authoriser-1")
+
+    erase_and_die(directory, "audit", 1, auth)
+    assert photos_of(directory, auth) == []
+
+    recorded, _ = sweep(directory)
+    purges = [r.objects for r in audit_records(directory) if r.action == "gallery.purge"]
+    assert recorded == 1
+    assert [(p["entries"], p["photos"], p.get("recorded_after_restart")) for p in purges] == [
+        (0, 3, True),  # the killed purge, as it would have been recorded
+        (0, 0, None),  # the sweep's own purge, which found nothing left
+    ]
+    assert "photos_not_erased" not in purges[0]
+
+
+def test_a_purge_without_the_gallery_whose_record_was_refused_is_recorded_by_a_sweep_without_it(
+    tmp_path: Path,
+) -> None:
+    """`authorisation revoke` while a matcher owns the Lite gallery erases the photos only; its record,
+    refused by the audit log, is appended by the next sweep, which needs no gallery to see the photos
+    gone. A record that names entries waits for a sweep that has the gallery."""
+    directory = tmp_path / "gallery"
+    auth = grant_authorisation(directory)
+    keep_photos(directory, auth, 2)
+    AuthorisationStore(directory).revoke(auth, "authoriser-1")
+    with pytest.raises(AuditError):
+        Purger(directory, RefusingAudit(), None).purge(AuthorisationStore(directory).get(auth), OFFICER)
+    assert photos_of(directory, auth) == []
+    waiting = directory / DIRECTORY / "waiting.json"
+    waiting.write_text(json.dumps({
+        "actor": {"name": "officer-7", "role": "officer"}, "began_at_ms": 1,
+        "records": [
+            {"action": "gallery.remove", "entry_ids": ["e1"], "authorisation_id": AUTH, "objects": {}},
+        ],
+    }))  # fmt: skip
+
+    appended = RecordedErasures(directory, open_audit_log(directory, AuditSettings())).finish_pending(None)
+
+    assert appended == 1
+    (purge,) = [r for r in audit_records(directory) if r.action == "gallery.purge"]
+    assert (purge.actor, purge.authorisation_id) == ("officer-7", auth)
+    assert (purge.objects["photos"], purge.objects["complete"], purge.objects["recorded_after_restart"]) == (
+        2, False, True,
+    )  # fmt: skip
+    assert [f.name for f in (directory / DIRECTORY).glob("*.json")] == ["waiting.json"]
 
 
 def test_an_erasure_the_audit_log_refused_is_recorded_once_it_accepts(tmp_path: Path) -> None:

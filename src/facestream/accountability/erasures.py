@@ -9,10 +9,12 @@ So the records are first kept in a file of their own under `erasures/` in the st
 fsynced and locked (`flock`) for as long as the erasing process lives; then the entries are
 erased, the records appended to the audit log, and the file removed. The sweep that every
 command and the matcher run (accountability/purge.py) finishes the files nobody holds any more:
-records whose entries are gone are appended, with `recorded_after_restart` and, where only some
-went, `not_erased`; records none of whose entries went are dropped (the erasure never began).
+records whose entries (or, for an authorisation's purge, photos) are gone are appended, with
+`recorded_after_restart` and, where only some went, `not_erased` / `photos_not_erased`; records
+none of whose entries and photos went are dropped (the erasure never began).
 
-A file holds what the audit record will say (entry ids, an identity's name), nothing of a face.
+A file holds what the audit record will say (entry ids, photo ids, which are digests, an identity's
+name), nothing of a face.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.clock import now_ms
+from facestream.accountability.photos import photos_of, purge_photos
 from facestream.gallery.store import Gallery, GalleryEntry
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,9 @@ class ErasureRecord:
     entry_ids: tuple[str, ...]
     authorisation_id: str | None = None
     objects: Mapping[str, Any] = field(default_factory=dict)
+    photo_ids: tuple[str, ...] = ()
+    """Photos of `authorisation_id` the erasure deletes (an authorisation's purge): their absence
+    shows it happened where no entry's can (all were erased before, or no process had the gallery)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,7 @@ class _Pending:
                     "entry_ids": list(r.entry_ids),
                     "authorisation_id": r.authorisation_id,
                     "objects": dict(r.objects),
+                    "photo_ids": list(r.photo_ids),
                 }
                 for r in self.records
             ],
@@ -82,6 +89,7 @@ class _Pending:
                     entry_ids=tuple(str(i) for i in r["entry_ids"]),
                     authorisation_id=r["authorisation_id"],
                     objects=dict(r["objects"]),
+                    photo_ids=tuple(str(i) for i in r.get("photo_ids", ())),  # absent before 2026-12-07
                 )
                 for r in doc["records"]
             ),
@@ -92,6 +100,7 @@ class RecordedErasures:
     """Erases gallery entries together with their audit records (see the module docstring)."""
 
     def __init__(self, state_dir: Path, audit: AuditWriter) -> None:
+        self.state_dir = state_dir
         self.directory = state_dir / DIRECTORY
         self.audit = audit
 
@@ -105,16 +114,29 @@ class RecordedErasures:
         return self._recorded(actor, records, lambda: gallery.remove_entries(entry_ids))
 
     def purge_authorisation(
-        self, gallery: Gallery, actor: Actor, authorisation_id: str, objects: Mapping[str, Any]
+        self, gallery: Gallery | None, actor: Actor, authorisation_id: str, objects: Mapping[str, Any]
     ) -> int:
-        """Erase every entry of an authorisation (its partition dropped) and append one
-        `gallery.purge` record: `objects` with the count of `entries`; returns the count. Recorded
-        after a death as `erase` is, when there were entries to erase."""
-        entry_ids = tuple(e.entry_id for e in gallery.entries_of_authorisation(authorisation_id))
-        record = ErasureRecord(
-            "gallery.purge", entry_ids, authorisation_id, {**objects, "entries": len(entry_ids)}
+        """Erase an authorisation's kept photos, then (given the gallery) every entry of it, its
+        partition dropped, and append one `gallery.purge` record: `objects` with the counts of
+        `entries` and `photos`; returns the count of entries. Recorded after a death as `erase` is,
+        when entries or photos went. Without the gallery and with no photo, nothing is recorded."""
+        entry_ids = (
+            ()
+            if gallery is None
+            else tuple(e.entry_id for e in gallery.entries_of_authorisation(authorisation_id))
         )
-        self._recorded(actor, [record], lambda: gallery.remove_authorisation(authorisation_id))
+        photo_ids = tuple(photos_of(self.state_dir, authorisation_id))
+        if gallery is None and not photo_ids:
+            return 0
+        counts = {"entries": len(entry_ids), "photos": len(photo_ids)}
+        record = ErasureRecord("gallery.purge", entry_ids, authorisation_id, {**objects, **counts}, photo_ids)
+
+        def erase() -> None:
+            purge_photos(self.state_dir, authorisation_id)
+            if gallery is not None:
+                gallery.remove_authorisation(authorisation_id)
+
+        self._recorded(actor, [record], erase)
         return len(entry_ids)
 
     def _recorded(self, actor: Actor, records: Sequence[ErasureRecord], erase: Callable[[], T]) -> T:
@@ -131,9 +153,10 @@ class RecordedErasures:
             path.unlink()
         return erased
 
-    def finish_pending(self, gallery: Gallery) -> int:
+    def finish_pending(self, gallery: Gallery | None) -> int:
         """Append the records of erasures whose process is gone (see the module docstring);
-        returns how many records were appended."""
+        returns how many records were appended. Without the gallery, only those that name no
+        entry (a purge of photos alone); the others wait for a sweep that has it."""
         appended = 0
         for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
             with _held(path) as held:
@@ -142,7 +165,7 @@ class RecordedErasures:
                 appended += self._finish(path, gallery)
         return appended
 
-    def _finish(self, path: Path, gallery: Gallery) -> int:
+    def _finish(self, path: Path, gallery: Gallery | None) -> int:
         try:
             pending = _Pending.from_json(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
@@ -150,15 +173,23 @@ class RecordedErasures:
             log.error("erasures: %s is unreadable (%s); left for an operator to inspect", path, exc)
             return 0
         all_ids = [i for r in pending.records for i in r.entry_ids]
-        left = {e.entry_id for e in gallery.entries_with_ids(all_ids)}
+        if all_ids and gallery is None:
+            return 0  # which entries are gone, only a sweep with the gallery can tell
+        left = {e.entry_id for e in gallery.entries_with_ids(all_ids)} if gallery is not None else set()
         appended = 0
         for record in pending.records:
             not_erased = [i for i in record.entry_ids if i in left]
-            if len(not_erased) == len(record.entry_ids):
-                continue  # none of its entries went: this erasure never began
+            kept = (
+                set(photos_of(self.state_dir, record.authorisation_id or "")) if record.photo_ids else set()
+            )
+            photos_not_erased = [i for i in record.photo_ids if i in kept]
+            if len(not_erased) == len(record.entry_ids) and len(photos_not_erased) == len(record.photo_ids):
+                continue  # none of its entries or photos went: this erasure never began
             objects = {**record.objects, "recorded_after_restart": True, "began_at_ms": pending.began_at_ms}
             if not_erased:
                 objects["not_erased"] = not_erased
+            if photos_not_erased:
+                objects["photos_not_erased"] = photos_not_erased
             self.audit.append(
                 actor=pending.actor,
                 action=record.action,

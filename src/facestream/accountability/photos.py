@@ -140,8 +140,7 @@ class PhotoVault:
         return delete_photos(self.state_dir, authorisation_id, photo_ids)
 
     def photos_of(self, authorisation_id: str) -> list[str]:
-        folder = self.root / _checked(authorisation_id or "none", "authorisation id")
-        return sorted(p.stem for p in folder.glob("*.enc")) if folder.is_dir() else []
+        return photos_of(self.state_dir, authorisation_id)
 
     def purge(self, authorisation_id: str) -> int:
         return purge_photos(self.state_dir, authorisation_id)
@@ -149,6 +148,12 @@ class PhotoVault:
     @staticmethod
     def _aad(authorisation_id: str, photo_id: str) -> bytes:
         return _AAD + f"{authorisation_id}\x1f{photo_id}".encode()
+
+
+def photos_of(state_dir: Path, authorisation_id: str) -> list[str]:
+    """The ids of an authorisation's kept photos. Needs no key, as purging."""
+    folder = state_dir / "photos" / _checked(authorisation_id or "none", "authorisation id")
+    return sorted(p.stem for p in folder.glob("*.enc")) if folder.is_dir() else []
 
 
 def purge_photos(state_dir: Path, authorisation_id: str) -> int:

@@ -39,7 +39,7 @@ from facestream.accountability.audit import Actor, AuditWriter
 from facestream.accountability.authorisations import Authorisation, AuthorisationStore
 from facestream.accountability.clock import now_ms
 from facestream.accountability.erasures import ErasureRecord, RecordedErasures
-from facestream.accountability.photos import delete_photos, kept_photos, purge_photos
+from facestream.accountability.photos import delete_photos, kept_photos
 from facestream.errors import FacestreamError
 from facestream.gallery.store import Gallery, GalleryEntry
 
@@ -86,18 +86,11 @@ class Purger:
         """
         if auth.status == "active":
             raise ValueError(f"{auth.id} is active; only ended authorisations are purged")
-        photos = purge_photos(self.state_dir, auth.id)
-        if self.gallery is None:
-            if photos:
-                self.audit.append(
-                    actor=actor,
-                    action="gallery.purge",
-                    authorisation_id=auth.id,
-                    objects={"entries": 0, "photos": photos, "complete": False, "reason": auth.status},
-                )
-            return False
-        objects = {"photos": photos, "complete": True, "reason": auth.status}
+        complete = self.gallery is not None
+        objects = {"complete": complete, "reason": auth.status}
         self.erasures.purge_authorisation(self.gallery, actor, auth.id, objects)
+        if not complete:
+            return False
         self.store.update(auth.id, purged_at_ms=now_ms())
         return True
 
@@ -106,8 +99,7 @@ class Purger:
         authorisation whose data is still there."""
         at = now_ms() if at_ms is None else at_ms
         report = SweepReport()
-        if self.gallery is not None:
-            report.recorded_after_restart = self.erasures.finish_pending(self.gallery)
+        report.recorded_after_restart = self.erasures.finish_pending(self.gallery)
 
         def record_expiry(auth: Authorisation) -> None:
             self.audit.append(
