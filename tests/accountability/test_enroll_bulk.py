@@ -10,7 +10,7 @@ import pytest
 
 from facestream.gallery.store import Gallery
 from facestream.settings import GallerySettings
-from tests.fixtures.accountability import audit_records, grant_authorisation, run_cli
+from tests.fixtures.accountability import audit_records, files_under, grant_authorisation, run_cli
 
 pytestmark = pytest.mark.usefixtures("accountability_env")
 
@@ -87,6 +87,39 @@ def test_a_folder_is_enrolled_identity_by_identity_and_the_refused_are_reported(
         assert g.count() == 4  # the same entries: enrolling is idempotent
     finally:
         g.close()
+
+
+def test_a_dry_run_refuses_what_the_real_run_would_and_writes_nothing(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """An officer checks a folder of hundreds before enrolling: the same verdicts as the real run
+    (above), from the detector alone, and not a byte written: no entry, photo, audit record."""
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    folder = people_folder(tmp_path / "people", faces_dir)
+    before = files_under(tmp_path)
+
+    result = run_cli(
+        "gallery", "enroll-bulk", "--dry-run", "--gallery", str(gallery), "--authorisation", auth, str(folder)
+    )
+
+    assert result.status == 1, result.stderr  # some would be refused
+    *per_identity, summary = result.json()
+    assert summary == {"summary": {"identities": 6, "would_enroll": 3, "refused": 3, "dry_run": True}}
+    would = {str(line["identity"]): line["would_enroll"] for line in per_identity if "would_enroll" in line}
+    assert {name: len(photos) for name, photos in would.items()} == {"biden": 1, "obama": 2, "rose leslie": 1}  # type: ignore[arg-type]
+    refused = {str(line["identity"]): str(line["refused"]) for line in per_identity if "refused" in line}
+    assert sorted(refused) == ["bad$name", "broken", "empty"]
+    assert "not a readable image" in refused["broken"]
+    assert files_under(tmp_path) == before
+
+    unknown = run_cli(
+        "gallery", "enroll-bulk", "--dry-run", "--gallery", str(gallery), "--authorisation",
+        "auth_0000000000000000", str(folder),
+    )  # fmt: skip
+    assert (unknown.status, unknown.stdout) == (1, "")
+    assert "no authorisation 'auth_0000000000000000'" in unknown.error
+    assert files_under(tmp_path) == before
 
 
 @pytest.mark.parametrize("what", ["missing", "a-file", "no-subfolders"])

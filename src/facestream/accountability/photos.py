@@ -56,22 +56,10 @@ def dev_key_path(state_dir: Path) -> Path:
 
 def load_photo_key(settings: PhotoSettings, state_dir: Path, *, single_operator: bool) -> bytes:
     """The photo key from the secret; in single-operator mode a generated dev key; else ConfigError."""
-    if settings.photo_key is not None:
-        return decode_key(settings.photo_key.get_secret_value(), "FACESTREAM_PHOTO_KEY")
-    if settings.photo_key_file is not None:
-        try:
-            text = settings.photo_key_file.read_text()
-        except OSError as exc:
-            raise ConfigError(f"--photo-key-file {settings.photo_key_file}: {exc.strerror or exc}") from None
-        return decode_key(text, f"--photo-key-file {settings.photo_key_file}")
+    key = _existing_key(settings, state_dir, single_operator=single_operator)
+    if key is not None:
+        return key
     path = dev_key_path(state_dir)
-    if path.exists():
-        log.warning("using the development photo key %s; set FACESTREAM_PHOTO_KEY in production", path)
-        return decode_key(path.read_text(), str(path))
-    if not single_operator:
-        raise ConfigError(
-            "no photo key: set FACESTREAM_PHOTO_KEY (base64 of 32 random bytes) or --photo-key-file"
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -88,6 +76,34 @@ def load_photo_key(settings: PhotoSettings, state_dir: Path, *, single_operator:
         path,
     )
     return decode_key(path.read_text(), str(path))
+
+
+def check_photo_key(settings: PhotoSettings, state_dir: Path, *, single_operator: bool) -> None:
+    """ConfigError where `load_photo_key` would raise one, without generating a development key
+    where it would (a dry run writes nothing)."""
+    _existing_key(settings, state_dir, single_operator=single_operator)
+
+
+def _existing_key(settings: PhotoSettings, state_dir: Path, *, single_operator: bool) -> bytes | None:
+    """The key given, or the development key already made; None where single-operator mode may make
+    one; ConfigError where there is none to be had."""
+    if settings.photo_key is not None:
+        return decode_key(settings.photo_key.get_secret_value(), "FACESTREAM_PHOTO_KEY")
+    if settings.photo_key_file is not None:
+        try:
+            text = settings.photo_key_file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"--photo-key-file {settings.photo_key_file}: {exc.strerror or exc}") from None
+        return decode_key(text, f"--photo-key-file {settings.photo_key_file}")
+    path = dev_key_path(state_dir)
+    if path.exists():
+        log.warning("using the development photo key %s; set FACESTREAM_PHOTO_KEY in production", path)
+        return decode_key(path.read_text(), str(path))
+    if not single_operator:
+        raise ConfigError(
+            "no photo key: set FACESTREAM_PHOTO_KEY (base64 of 32 random bytes) or --photo-key-file"
+        )
+    return None
 
 
 def _checked(value: str, what: str) -> str:

@@ -23,9 +23,11 @@ from facestream.errors import ConfigError, EnrollmentRefused
 from facestream.settings import DetectorSettings, EmbedderSettings, GallerySettings, ModelSettings
 
 if TYPE_CHECKING:
+    from facestream.accountability.audit import Actor
     from facestream.accountability.authorisations import Authorisation
     from facestream.accountability.enrolling import AuditedEnroller
     from facestream.gallery.enroll import Enrollment
+    from facestream.gallery.enroll_folder import FolderIdentity
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ def register(sub: Any) -> None:
         "Stdout: one JSON object per identity, then a summary. Exit 1 if any was refused.",
     )
     bulk.add_argument("folder", type=Path, metavar="FOLDER")
+    bulk.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything enrolling checks (your role, the authorisation, the photo key, each "
+        "photo's one clear face) and write nothing: no entry, photo or audit record",
+    )
     _add_enrolling_flags(bulk)
     bulk.set_defaults(handler=enroll_folder)
     listing = gsub.add_parser("list", help="list enrolled entries, one JSON object each (officer/auditor)")
@@ -152,30 +160,44 @@ def serve_lite(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _enrolling(args: argparse.Namespace) -> Iterator[AuditedEnroller]:
-    """The officer, the authorisation (in force), the models and the gallery, for `enroll` and
-    `enroll-bulk`; every usage error comes before a model or the gallery is opened."""
+def _enrolling_rights(args: argparse.Namespace) -> tuple[Path, Actor, Authorisation]:
+    """The state directory, the officer, the authorisation (in force), and the photo key checked:
+    what an enrollment needs before any model, in that order (and a dry run alike)."""
     from facestream.accountability.authorisations import AuthorisationStore
-    from facestream.accountability.enrolling import AuditedEnroller
-    from facestream.accountability.photos import PhotoVault, load_photo_key
+    from facestream.accountability.photos import check_photo_key
     from facestream.accountability.roles import RoleStore, resolve_actor
-    from facestream.accountability.session import audit_for, open_gallery, state_dir_from
-    from facestream.gallery.enroll import Enroller
-    from facestream.vision.factory import build_embedder, build_finder
+    from facestream.accountability.session import state_dir_from
 
     if not args.authorisation:
         raise ConfigError(
             "enrollment needs --authorisation ID: an authorisation in force "
             "(see `facestream authorisation list --active`, or `authorisation grant`)"
         )
-    gallery_s = settings_from(args, GallerySettings)
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "officer", args.actor)
     auth = AuthorisationStore(state_dir).usable(args.authorisation)
+    check_photo_key(
+        settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
+    )
+    return state_dir, actor, auth
+
+
+@contextlib.contextmanager
+def _enrolling(args: argparse.Namespace) -> Iterator[AuditedEnroller]:
+    """The officer, the authorisation (in force), the models and the gallery, for `enroll` and
+    `enroll-bulk`; every usage error comes before a model or the gallery is opened."""
+    from facestream.accountability.enrolling import AuditedEnroller
+    from facestream.accountability.photos import PhotoVault, load_photo_key
+    from facestream.accountability.roles import RoleStore
+    from facestream.accountability.session import audit_for, open_gallery
+    from facestream.gallery.enroll import Enroller
+    from facestream.vision.factory import build_embedder, build_finder
+
+    state_dir, actor, auth = _enrolling_rights(args)
     key = load_photo_key(
         settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
     )
+    gallery_s = settings_from(args, GallerySettings)
     audit = audit_for(state_dir, settings_from(args, AuditSettings))
     model_s = settings_from(args, ModelSettings)
     embedder = build_embedder(settings_from(args, EmbedderSettings), model_s)
@@ -214,6 +236,8 @@ def enroll_folder(args: argparse.Namespace) -> int:
     from facestream.gallery.enroll_folder import identities_in
 
     people = identities_in(args.folder)
+    if args.dry_run:
+        return _check_folder(args, people)
     refused = 0
     with _enrolling(args) as enrolling:
         for n, person in enumerate(people, 1):
@@ -236,6 +260,43 @@ def enroll_folder(args: argparse.Namespace) -> int:
             emit({"identity": person.identity, "refused": person.why_not})
             log.warning("enroll-bulk %d/%d %s: refused: %s", n, len(people), person.identity, person.why_not)
     emit({"summary": {"identities": len(people), "enrolled": len(people) - refused, "refused": refused}})
+    return 1 if refused else 0
+
+
+def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int:
+    """`enroll-bulk --dry-run`: each identity as enrolling would check it, with the detector only
+    (no embedder, no gallery, no photo vault, no audit log opened); nothing is written, and the
+    output is the real run's with `would_enroll` for `entries`. Exit 1 if any would be refused."""
+    from facestream.gallery.enroll import FaceChecker, read_photos
+    from facestream.vision.factory import build_finder
+
+    _enrolling_rights(args)
+    checker = FaceChecker(
+        build_finder(settings_from(args, DetectorSettings), settings_from(args, ModelSettings)),
+        settings_from(args, GallerySettings),
+    )
+    refused = 0
+    for n, person in enumerate(people, 1):
+        if person.why_not is None:
+            try:
+                faces = checker.faces(read_photos(list(person.photos)))
+            except EnrollmentRefused as exc:
+                person = person.refused(str(exc))
+            else:
+                photos = [
+                    {"photo": str(photo), "det_score": f.quality.det_score, "size_px": f.quality.size_px}
+                    for photo, f in zip(person.photos, faces, strict=True)
+                ]
+                emit({"identity": person.identity, "would_enroll": photos})
+                log.info("enroll-bulk --dry-run %d/%d %s: %d photo(s)", n, len(people), person.identity,
+                         len(photos))  # fmt: skip
+                continue
+        refused += 1
+        emit({"identity": person.identity, "refused": person.why_not})
+        log.warning("enroll-bulk --dry-run %d/%d %s: would be refused: %s", n, len(people), person.identity,
+                    person.why_not)  # fmt: skip
+    emit({"summary": {"identities": len(people), "would_enroll": len(people) - refused, "refused": refused,
+                      "dry_run": True}})  # fmt: skip
     return 1 if refused else 0
 
 

@@ -71,13 +71,12 @@ def check_identity(identity: str) -> str:
     return identity
 
 
-class Enroller:
-    def __init__(
-        self, finder: FaceFinder, embedder: FaceEmbedder, gallery: Gallery, settings: GallerySettings
-    ) -> None:
+class FaceChecker:
+    """What makes a photo enrollable, without the embedder or the gallery: its one clear face. What
+    `Enroller` checks first, and all `gallery enroll-bulk --dry-run` does."""
+
+    def __init__(self, finder: FaceFinder, settings: GallerySettings) -> None:
         self._finder = finder
-        self._embedder = embedder
-        self._gallery = gallery
         self._settings = settings
 
     def dominant_face(self, image: np.ndarray, name: str) -> FaceObservation:
@@ -108,6 +107,35 @@ class Enroller:
             )
         return dominant
 
+    def faces(self, images: list[tuple[str, bytes]]) -> list[FaceObservation]:
+        """Each (name, encoded image)'s one clear face, in order; EnrollmentRefused at the first
+        image without one."""
+        found = []
+        for name, data in images:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise EnrollmentRefused(f"{name}: not a readable image")
+            found.append(self.dominant_face(image, name))
+        return found
+
+
+def read_photos(photos: list[Path]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each photo file; EnrollmentRefused naming one that cannot be read."""
+    return [(str(path), _read(path)) for path in photos]
+
+
+class Enroller:
+    def __init__(
+        self, finder: FaceFinder, embedder: FaceEmbedder, gallery: Gallery, settings: GallerySettings
+    ) -> None:
+        self._checker = FaceChecker(finder, settings)
+        self._embedder = embedder
+        self._gallery = gallery
+
+    def dominant_face(self, image: np.ndarray, name: str) -> FaceObservation:
+        """The photo's one clear face, or EnrollmentRefused saying why there is none."""
+        return self._checker.dominant_face(image, name)
+
     def enroll(
         self,
         identity: str,
@@ -119,7 +147,7 @@ class Enroller:
     ) -> Enrollment:
         return self.enroll_images(
             identity,
-            [(str(path), _read(path)) for path in photos],
+            read_photos(photos),
             authorisation_id=authorisation_id,
             valid_until_ms=valid_until_ms,
             keeper=keeper,
@@ -138,12 +166,10 @@ class Enroller:
         check_identity(identity)
         if not images:
             raise EnrollmentRefused("at least one photo is needed")
-        chosen = []
-        for name, data in images:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise EnrollmentRefused(f"{name}: not a readable image")
-            chosen.append((name, sha256_of(data), self.dominant_face(image, name), data))
+        faces = self._checker.faces(images)
+        chosen = [
+            (name, sha256_of(data), face, data) for (name, data), face in zip(images, faces, strict=True)
+        ]
         vectors = self._embedder.embed(np.stack([face.aligned for _, _, face, _ in chosen]))
         now = int(time.time() * 1000)
         entries = []
