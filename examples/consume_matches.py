@@ -1,11 +1,12 @@
-"""Print facestream's candidates (`matches`) and confirmed alerts (`alerts.confirmed`) as JSON lines.
+"""Print facestream's candidates (`matches`), confirmed alerts and episode ends as JSON lines.
 
     python examples/consume_matches.py --bootstrap-servers kafka:9092 --topic-prefix city1.
 
 A candidate is not yet an alert: act only on `alerts.confirmed` (two different reviewers
-confirmed it). Each line: {"topic", "partition", "offset", "key", "subject", "value"}; an offset
-is committed after its line is written, so a restart neither skips nor (normally) repeats one.
-Needs confluent-kafka and fastavro, and the schemas/ folder.
+confirmed it). `--topics matches,episodes.ended` adds when each candidate's face was last seen
+(`episodes.ended`, the face-gone event). Each line: {"topic", "partition", "offset", "key",
+"subject", "value"}; an offset is committed after its line is written, so a restart neither
+skips nor (normally) repeats one. Needs confluent-kafka and fastavro, and the schemas/ folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from confluent_kafka import Consumer
 from kafka_client import add_kafka_args, consumer_config, records
 from topic_schemas import NotAFacestreamMessage, TopicSchemas
 
-SUBJECTS = {"matches": "matches", "alerts.confirmed": "alerts"}
+SUBJECTS = {"matches": "matches", "episodes.ended": "episodes", "alerts.confirmed": "alerts"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ TOPIC_OF_SUBJECT = {
     "embeddings": "embeddings",
     "hits": "hits",
     "matches": "matches",
+    "episodes": "episodes.ended",
     "reviews": "reviews",
     "alerts": "alerts.confirmed",
 }

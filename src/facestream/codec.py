@@ -38,6 +38,7 @@ from facestream.messages import (
     BBox,
     Candidate,
     Embedding,
+    EpisodeEnd,
     Face,
     FaceMatch,
     Frame,
@@ -335,6 +336,40 @@ def _candidate(record: Record) -> Candidate:
     )
 
 
+def _episode_end_record(e: EpisodeEnd) -> Record:
+    return {
+        "candidate_id": e.candidate_id,
+        "episode_id": e.episode_id,
+        "identity": e.identity,
+        "camera_id": e.camera_id,
+        "zone": e.zone,
+        "authorisation_id": e.authorisation_id,
+        "first_seen_ms": e.first_seen_ms,
+        "last_seen_ms": e.last_seen_ms,
+        "hits": e.hits,
+        "best_score": e.best_score,
+        "ended_at_ms": e.ended_at_ms,
+    }
+
+
+def _episode_end(record: Record) -> EpisodeEnd:
+    if int(record["hits"]) < 1:
+        raise InvalidMessage("invalid_fields", f"an episode of {record['hits']} hits")
+    return EpisodeEnd(
+        candidate_id=record["candidate_id"],
+        episode_id=record["episode_id"],
+        identity=record["identity"],
+        camera_id=record["camera_id"],
+        zone=zone_from_record(record),
+        authorisation_id=record["authorisation_id"],
+        first_seen_ms=avro_millis(record["first_seen_ms"]),
+        last_seen_ms=avro_millis(record["last_seen_ms"]),
+        hits=int(record["hits"]),
+        best_score=float(record["best_score"]),
+        ended_at_ms=avro_millis(record["ended_at_ms"]),
+    )
+
+
 def _camera_record(spec: CameraSpec) -> Record:
     return spec.model_dump()
 
@@ -355,3 +390,4 @@ FACES: Codec[Face] = Codec("faces", 1, _face_record, _face)
 EMBEDDINGS: Codec[Embedding] = Codec("embeddings", 1, _embedding_record, _embedding)
 HITS: Codec[Hit] = Codec("hits", 2, _face_match_record, _hit)
 MATCHES: Codec[Candidate] = Codec("matches", 2, _candidate_record, _candidate)
+EPISODES: Codec[EpisodeEnd] = Codec("episodes", 1, _episode_end_record, _episode_end)

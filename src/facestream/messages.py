@@ -209,3 +209,34 @@ class Candidate(FaceMatch):
         return cls(
             candidate_id=stable_id("candidate", episode_id), episode_id=episode_id, **hit.match_fields()
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeEnd:
+    """A candidate's episode went quiet: the payload of `episodes.ended` (the "face gone" event).
+
+    Reported once no hit of the episode arrived for the episode gap (wall clock). A later hit that
+    still falls in the episode makes it report again, with the new counts: the last record of an
+    `episode_id` is the final word. No face image: counts, times and ids only.
+    """
+
+    candidate_id: str
+    episode_id: str
+    identity: str
+    camera_id: str
+    zone: str | None
+    authorisation_id: str
+    first_seen_ms: int
+    """Event time of the episode's earliest hit."""
+    last_seen_ms: int
+    """Event time of its latest hit."""
+    hits: int
+    best_score: float
+    ended_at_ms: int
+    """Wall clock when the end was reported."""
+
+    @property
+    def key(self) -> bytes:
+        """The candidate's key: with equal partition counts it lands on the candidate's partition of
+        `matches`."""
+        return self.candidate_id.encode()

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from facestream.camera.sampler import FrameEncoder
 from facestream.camera.sources import Captured
 from facestream.camera.spec import CameraSpec, parse_camera
 from facestream.gallery.store import GalleryHit
-from facestream.messages import Candidate, Embedding, Face, FaceMatch, Frame, FrameRef, Hit
+from facestream.messages import Candidate, Embedding, EpisodeEnd, Face, FaceMatch, Frame, FrameRef, Hit
 from facestream.review import wire
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
@@ -54,9 +55,13 @@ def produced(faces_dir: Path, finder: FaceFinder, embedder: FaceEmbedder) -> dic
         MatchStage._hit(e, GalleryHit("entry-1", "person-1", "auth-7", 0.81234567), "north-gate")
         for e in embeddings
     ]
-    tracker = EpisodeTracker({}, gap_ms=30_000)
+    now_s = [1_700_000_001.0]
+    tracker = EpisodeTracker({}, gap_ms=30_000, clock=lambda: now_s[0])
     candidates = [c for c in (tracker.observe(h) for h in hits) if c is not None]
     assert candidates, "the first hit of an episode opens a candidate"
+    now_s[0] += 31  # no hit for the gap: each episode has ended
+    ends = [due.end for due in tracker.ends_due()]
+    assert len(ends) == len(candidates)
     return {
         "cameras": [spec],
         "frames": [frame],
@@ -64,6 +69,7 @@ def produced(faces_dir: Path, finder: FaceFinder, embedder: FaceEmbedder) -> dic
         "embeddings": embeddings,
         "hits": hits,
         "matches": candidates,
+        "episodes": ends,
     }
 
 
@@ -74,6 +80,7 @@ CODECS: dict[str, codec.Codec[Any]] = {
     "embeddings": codec.EMBEDDINGS,
     "hits": codec.HITS,
     "matches": codec.MATCHES,
+    "episodes": codec.EPISODES,
 }
 """The pipeline's codecs, round-tripped below on messages the real stages produce."""
 
@@ -117,6 +124,10 @@ def _assert_same(sent: Any, got: Any) -> None:
     """Equal, with the schema's 32-bit floats compared as float32."""
     if isinstance(sent, CameraSpec):
         assert got == sent
+        return
+    if isinstance(sent, EpisodeEnd):
+        assert np.float32(got.best_score) == np.float32(sent.best_score)
+        assert replace(got, best_score=sent.best_score) == sent
         return
     assert got.ref == sent.ref
     if isinstance(sent, Frame):

@@ -13,7 +13,18 @@ from hypothesis import strategies as st
 from facestream import codec
 from facestream.camera.spec import CAMERA_ID, ZONE, CameraSpec
 from facestream.errors import InvalidMessage
-from facestream.messages import ALIGNED_BYTES, BBox, Candidate, Embedding, Face, Frame, FrameRef, Hit, Quality
+from facestream.messages import (
+    ALIGNED_BYTES,
+    BBox,
+    Candidate,
+    Embedding,
+    EpisodeEnd,
+    Face,
+    Frame,
+    FrameRef,
+    Hit,
+    Quality,
+)
 
 CODECS: list[codec.Codec[Any]] = [
     codec.CAMERAS,
@@ -22,6 +33,7 @@ CODECS: list[codec.Codec[Any]] = [
     codec.EMBEDDINGS,
     codec.HITS,
     codec.MATCHES,
+    codec.EPISODES,
 ]
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -79,6 +91,20 @@ MESSAGES: dict[str, st.SearchStrategy[Any]] = {
         zones,
         candidate_id=text,
         episode_id=text,
+    ),
+    "episodes": st.builds(
+        EpisodeEnd,
+        text,
+        text,
+        text,
+        text,
+        zones,
+        text,
+        st.integers(MIN_MS, MAX_MS),
+        st.integers(MIN_MS, MAX_MS),
+        st.integers(1, 2**31 - 1),
+        f32,
+        st.integers(MIN_MS, MAX_MS),
     ),
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from facestream import codec
-from facestream.messages import BBox, Candidate, Embedding, FrameRef, Hit, Quality
+from facestream.messages import BBox, Candidate, Embedding, EpisodeEnd, FrameRef, Hit, Quality
 from facestream.settings import KafkaSettings
 from facestream.transport import topics
 from facestream.transport.kafka import KafkaProducer
@@ -51,7 +51,14 @@ def candidates(settings: KafkaSettings, count: int, timeout_s: float = 60) -> li
     ]
 
 
-def start_matcher(running: Services, settings: KafkaSettings, tmp_path: Path) -> None:
+def episode_ends(settings: KafkaSettings, count: int, timeout_s: float = 60) -> list[EpisodeEnd]:
+    return [
+        codec.EPISODES.decode(e.value)
+        for e in read_topic(settings, settings.topic_prefix + topics.EPISODES_ENDED, count, timeout_s)
+    ]
+
+
+def start_matcher(running: Services, settings: KafkaSettings, tmp_path: Path, gap_s: float = 30) -> None:
     running.start(
         "matcher",
         *kafka_args(settings),
@@ -64,7 +71,7 @@ def start_matcher(running: Services, settings: KafkaSettings, tmp_path: Path) ->
         "--episodes-data-dir",
         str(tmp_path / "faust"),
         "--episode-gap-s",
-        "30",
+        str(gap_s),
     )
 
 
@@ -115,6 +122,32 @@ def test_restart_mid_episode_recovers_the_episode_from_the_changelog(
         assert opened == [("cam-1", T0), ("cam-1", T0 + 100_000), ("cam-2", T0 + 5000)]
         assert len({c.candidate_id for c in after}) == 3
         assert {c.candidate_id for c in after} >= {first[0].candidate_id}
+        assert running.started[1].terminate() == 0
+        assert_all_committed(settings)
+
+
+def test_an_episode_gone_quiet_is_reported_ended_once_across_a_restart(
+    kafka_topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """The face-gone event: no hit of an episode for the gap (2 s here) puts its end on
+    `episodes.ended`, keyed by its candidate; the mark is in the table's changelog, so a restarted
+    matcher does not report it again, and reports the next episode's end in its turn."""
+    settings = kafka_topics
+    with services(tmp_path) as running:
+        start_matcher(running, settings, tmp_path, gap_s=2)
+        publish(settings, [hit("cam-1", T0), hit("cam-1", T0 + 1000)])
+        (candidate,) = candidates(settings, 1)
+        (end,) = episode_ends(settings, 1)
+        assert (end.candidate_id, end.episode_id, end.identity, end.camera_id) == (
+            candidate.candidate_id, candidate.episode_id, "obama", "cam-1",
+        )  # fmt: skip
+        assert (end.first_seen_ms, end.last_seen_ms, end.hits, end.zone) == (T0, T0 + 1000, 2, candidate.zone)
+        assert running.started[0].terminate() == 0
+
+        start_matcher(running, settings, tmp_path, gap_s=2)
+        publish(settings, [hit("cam-2", T0 + 5000)])
+        ends = episode_ends(settings, 2)  # cam-2's comes 2 s after its hit: well after any repeat
+        assert [(e.camera_id, e.hits) for e in ends] == [("cam-1", 2), ("cam-2", 1)]
         assert running.started[1].terminate() == 0
         assert_all_committed(settings)
 

@@ -19,11 +19,12 @@ from prometheus_client import REGISTRY
 
 from facestream import codec
 from facestream.errors import DeliveryError, RangeUnread
-from facestream.messages import Candidate, Hit
+from facestream.messages import Candidate, EpisodeEnd, Hit
 from facestream.runtime.episodes_app import EpisodesApp, EpisodesConfig
 from facestream.runtime.episodes_steps import (
     READBACK_MARGIN_MS,
     CandidateOutput,
+    EndReporter,
     Expiry,
     HitApplier,
     OrderedApply,
@@ -203,6 +204,73 @@ def test_expiry_sweeps_a_partition_once_per_period_and_only_that_partitions_epis
     assert expiry.after_hit(0) == 1
 
     assert set(state) == {old_1.episode_key}  # partition 1's episode waits for a hit of its own
+
+
+# -- EndReporter ------------------------------------------------------------------------------
+
+
+def ended(world: World, topic: Topic, partitions: set[int]) -> list[EpisodeEnd]:
+    """One tick of the end timer over `partitions`; the ends it published then."""
+    before = len(topic.sent)
+    published = run(EndReporter(world.tracker, topic, world.flush).tick(partitions))
+    ends = [codec.EPISODES.decode(value) for value, _, _ in topic.sent[before:]]
+    assert published == len(ends)
+    return ends
+
+
+def test_an_episode_quiet_for_the_gap_is_reported_ended_once_then_again_only_with_more_hits() -> None:
+    world, topic = World(), Topic()
+    topic.journal = world.journal
+    first = make_hit("cam-1", T0)
+    for offset, at in enumerate((T0, T0 + 1000)):
+        run(world.applier.apply(envelope(make_hit("cam-1", at), offset)))
+    (candidate,) = world.candidates()
+    world.clock.now += 29.999
+    assert ended(world, topic, {0}) == []  # a hit may still come within the gap
+    world.clock.now += 0.001
+    world.journal.clear()
+
+    (end,) = ended(world, topic, {0})
+
+    assert (end.candidate_id, end.episode_id, end.identity, end.camera_id) == (
+        candidate.candidate_id, candidate.episode_id, "obama", "cam-1",
+    )  # fmt: skip
+    assert (end.first_seen_ms, end.last_seen_ms, end.hits) == (T0, T0 + 1000, 2)
+    assert (end.zone, end.authorisation_id) == (first.zone, first.authorisation_id)
+    assert end.best_score == pytest.approx(first.score, abs=1e-6)  # a float32 on the wire
+    assert end.ended_at_ms == round(world.clock.now * 1000)
+    assert topic.sent[0][1] == candidate.key
+    assert world.journal[0] == "send" and world.journal[-1].startswith("flush")  # marked after it was sent
+    assert ended(world, topic, {0}) == []  # reported: not again
+
+    # A late hit that still belongs to the episode (event time within the gap): reported again, updated.
+    run(world.applier.apply(envelope(make_hit("cam-1", T0 + 2000), 2)))
+    assert world.candidates() == [candidate]
+    world.clock.now += 30
+    (update,) = ended(world, topic, {0})
+    assert (update.episode_id, update.hits, update.last_seen_ms) == (end.episode_id, 3, T0 + 2000)
+
+
+def test_only_this_workers_partitions_and_published_candidates_are_reported() -> None:
+    world, topic = World(), Topic()
+    run(world.applier.apply(envelope(make_hit("cam-1", T0), 0, partition=0)))
+    run(world.applier.apply(envelope(make_hit("cam-2", T0), 0, partition=1)))
+    world.tracker.track(make_hit("cam-3", T0), 0)  # opened, its candidate not (yet) published
+    world.clock.now += 60
+
+    assert [e.camera_id for e in ended(world, topic, {1})] == ["cam-2"]
+    assert ended(world, topic, set()) == []  # no partition (a rebalance took them all)
+    assert [e.camera_id for e in ended(world, topic, {0, 1})] == ["cam-1"]
+
+
+def test_an_end_the_topic_refused_stays_due_for_the_next_tick() -> None:
+    world, topic = World(), Topic(refuse=True)
+    run(world.applier.apply(envelope(make_hit("cam-1", T0), 0)))
+    world.clock.now += 60
+    with pytest.raises(DeliveryError):
+        ended(world, topic, {0})
+    topic.refuse = False
+    assert [e.hits for e in ended(world, topic, {0})] == [1]
 
 
 # -- Seeder -----------------------------------------------------------------------------------

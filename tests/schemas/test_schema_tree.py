@@ -25,7 +25,7 @@ WITHOUT_SUBJECT = {
 }
 """Topics that carry no Avro subject, each with its reason (README says the same)."""
 
-SUBJECT_OF = {"alerts.confirmed": "alerts"}
+SUBJECT_OF = {"alerts.confirmed": "alerts", "episodes.ended": "episodes"}
 """Topics whose subject is named differently from the topic."""
 
 

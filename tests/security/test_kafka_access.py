@@ -100,6 +100,7 @@ OWN_OUTPUTS = [
     ("embedder", "embeddings"),
     ("matcher", "hits"),
     ("matcher", "matches"),
+    ("matcher", "episodes.ended"),
     ("review", "alerts.confirmed"),
 ]
 FOREIGN_OUTPUTS = [
@@ -110,6 +111,7 @@ FOREIGN_OUTPUTS = [
     ("matcher", "alerts.confirmed"),
     ("matcher", "cameras"),
     ("review", "matches"),
+    ("review", "episodes.ended"),
     ("review", "audit.other"),
 ]
 

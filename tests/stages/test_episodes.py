@@ -41,6 +41,39 @@ def test_an_unconfirmed_opening_comes_back_as_a_repeat_and_a_confirmed_one_not_a
     assert tracker.track(hit(T0 + 500)) is None  # the same episode goes on
 
 
+def test_an_end_is_marked_through_write_with_its_partition_and_an_old_record_still_ends() -> None:
+    """The end timer runs outside the hits' processing (a faust table there takes no write without
+    an event): the mark goes through `write`, naming the key's partition. An episode stored before
+    ends were reported (no episode_id, zone or authorisation kept) still ends, its id derived."""
+    clock = Clock(1_000.0)
+    state: dict[str, Any] = {}
+    writes: list[tuple[str, int]] = []
+    tracker = EpisodeTracker(
+        state,
+        gap_ms=GAP_MS,
+        clock=clock,
+        write=lambda key, record, partition: writes.append((key, partition)),
+    )
+    opening = hit(T0)
+    opened = tracker.track(opening, partition=4)
+    assert opened is not None
+    tracker.confirm(opening)
+    for e in state[opening.episode_key]["episodes"]:  # as a record written before 2026-12-07
+        for kept_since in ("episode_id", "zone", "authorisation_id"):
+            del e[kept_since]
+    clock.now += GAP_MS / 1000
+
+    (due,) = tracker.ends_due()
+    assert (due.end.episode_id, due.end.zone, due.end.authorisation_id) == (
+        opened.candidate.episode_id,
+        None,
+        "",
+    )
+    assert (due.key, due.partition) == (opening.episode_key, 4)
+    tracker.end_reported(due)
+    assert writes == [(opening.episode_key, 4)]
+
+
 def test_a_replay_opens_nothing_and_a_late_hit_of_no_remembered_episode_opens_its_own() -> None:
     """A file camera sampled again from its start replays the first episode after the second:
     its hits carry their original times, so they fall in the episodes they were part of. A hit

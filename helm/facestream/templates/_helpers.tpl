@@ -86,7 +86,7 @@ matcher:
   name: matcher
   input: embeddings
   reads: [embeddings, hits]
-  writes: [hits, matches, dlq.matcher, dlq.episodes, audit]
+  writes: [hits, matches, episodes.ended, dlq.matcher, dlq.episodes, audit]
   scaleOn: lag
   models: false
 review:

@@ -51,6 +51,7 @@ from facestream.runtime.episodes_steps import (
     STAGE,
     STALL_S,
     CandidateOutput,
+    EndReporter,
     Expiry,
     HitApplier,
     OrderedApply,
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "episodes"
 PROGRESS = "progress"
+END_CHECK_S = 1.0
+"""How often the episodes gone quiet are looked for (a scan of this worker's part of the table)."""
 FAUST_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
 
 
@@ -100,6 +103,7 @@ class EpisodesConfig:
         cls, kafka: KafkaSettings, matcher: MatcherSettings, replica_id: str | None = None
     ) -> EpisodesConfig:
         partitions, replication = topic_layout(kafka, kafka.topic_prefix + topics.HITS)
+        topic_layout(kafka, kafka.topic_prefix + topics.EPISODES_ENDED)  # a one-line error, not a crash loop
         return cls(
             kafka=kafka,
             app_id=matcher.episodes_app_id or f"{kafka.topic_prefix}facestream-episodes",
@@ -174,6 +178,20 @@ class TopicSender:
         await sent
 
 
+class TableWriter:
+    """stages.episodes.StateWrite for a faust table, from a timer: inside an agent faust takes the
+    changelog's partition from the event in hand, which a timer has none of. So this sets the local
+    copy and sends the changelog record to the partition named, as the table's own __setitem__ does
+    in an agent (faust's public Collection.data and send_changelog)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __call__(self, key: str, record: dict[str, Any], partition: int) -> None:
+        self._table.data[key] = record
+        self._table.send_changelog(partition, key, record)
+
+
 class HitsAgent:
     """The faust agent over `hits`: each event through `OrderedApply`, acknowledged only after
     it was applied, so a failure leaves the hit uncommitted; the first error crashes the app."""
@@ -243,8 +261,9 @@ class EpisodesApp:
         config = self.config
         app = new_faust_app(config)
         prefix = config.kafka.topic_prefix
-        hits, matches, dead = (
-            raw_topic(app, prefix + name) for name in (topics.HITS, topics.MATCHES, topics.dlq(STAGE))
+        hits, matches, ended, dead = (
+            raw_topic(app, prefix + name)
+            for name in (topics.HITS, topics.MATCHES, topics.EPISODES_ENDED, topics.dlq(STAGE))
         )
         episodes_table = json_table(
             app, TABLE, config.partitions, "open episodes: identity\\x1fcamera -> first/last seen, candidate"
@@ -252,7 +271,7 @@ class EpisodesApp:
         guard = OffsetGuard(
             json_table(app, PROGRESS, config.partitions, "hits partition -> next offset to apply")
         )
-        tracker = EpisodeTracker(episodes_table, gap_ms=config.gap_ms)
+        tracker = EpisodeTracker(episodes_table, gap_ms=config.gap_ms, write=TableWriter(episodes_table))
         # Direct readers of `hits`, one per caller (the agent, the timer): each call is blocking.
         gap_reader, stall_reader = RangeReader(config.kafka), RangeReader(config.kafka)
         self.readers = [gap_reader, stall_reader]
@@ -275,8 +294,15 @@ class EpisodesApp:
             self._failed,
         )
         unstaller = Unstaller(guard, seeder, hits_consumer, stall_reader.read)
+        reporter = EndReporter(tracker, TopicSender(ended), lambda: app.producer.flush())
+
+        async def report_ends() -> None:
+            if not hits_consumer.rebalancing:  # the assignment is about to change
+                await reporter.tick({tp.partition for tp in hits_consumer.assigned()})
+
         app.agent(hits, name=f"{config.app_id}.episodes")(agent.consume)
         app.timer(STALL_S / 2, name=f"{config.app_id}.unstall")(unstaller.tick)
+        app.timer(END_CHECK_S, name=f"{config.app_id}.ends")(report_ends)
         return app
 
     def _failed(self, exc: BaseException) -> None:

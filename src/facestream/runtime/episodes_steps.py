@@ -11,6 +11,7 @@ as they did inside the app, so that the event loop faust runs on keeps going.
 - `HitApplier`: one hit's effect: a dead letter, or the episode state and maybe a candidate.
 - `OrderedApply`: the agent's step: each offset of `hits` applied once and in order.
 - `Unstaller`: the timer's step: a partition whose last events were skipped is read again.
+- `EndReporter`: another timer's step: episodes gone quiet to `episodes.ended` ("face gone").
 
 The order of the writes for an opening hit, and why it gives exactly one candidate across
 crashes, is explained in episodes_app.py.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol, cast
 
 from facestream import codec
@@ -367,3 +368,31 @@ class Unstaller:
             await self._consumer.commit(tp, end)
         except Exception as exc:  # only the lag figure suffers; the next hit's commit moves on
             log.debug("%s: %s: committing past its markers failed: %s", STAGE, tp, exc)
+
+
+class EndReporter:
+    """The end timer's step: publishes each episode that went quiet (stages/episodes.py) to
+    `episodes.ended`, waits for the acknowledgement, then marks it reported. At least once: a
+    crash between the two reports it again with the same content (de-duplicate on episode_id and
+    hits). Reads and writes only the partitions of `hits` this worker has, so a standby copy of
+    another's state is never reported."""
+
+    def __init__(
+        self, tracker: EpisodeTracker, send: Send, flush_state: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._tracker = tracker
+        self._send = send
+        self._flush_state = flush_state
+
+    async def tick(self, partitions: Collection[int]) -> int:
+        """Report what is due in `partitions`; returns how many ends were published. The marks are
+        flushed at the end, so a restart after the tick does not report them again."""
+        due = self._tracker.ends_due(partitions) if partitions else []
+        for item in due:
+            await self._send(codec.EPISODES.encode(item.end), item.end.key, ())
+            self._tracker.end_reported(item)
+            metrics.EPISODES_ENDED.inc()
+        if due:
+            await self._flush_state()
+            log.info("%s: %d episode(s) ended", STAGE, len(due))
+        return len(due)

@@ -124,6 +124,9 @@ AUDIT_TOPIC_FAILURES = Counter(
     "Audit records the audit topic did not take; the action they record was not done (it is retried)",
 )
 CANDIDATES = Counter("facestream_candidates_total", "Candidates opened (one per identity, camera, episode)")
+EPISODES_ENDED = Counter(
+    "facestream_episodes_ended_total", "Episode ends published to episodes.ended (a candidate's face gone)"
+)
 FRAME_TO_CANDIDATE_SECONDS = Histogram(
     "facestream_frame_to_candidate_latency_seconds",
     "From frame capture to the candidate being published",

@@ -18,20 +18,29 @@ event time its hits cover, and a hit:
 - anywhere else opens a new episode, whatever times came before it. A record dated 2096
   opens an episode around 2096, far from every genuine hit.
 Episodes not seen for a while (wall clock) are deleted (`expire`), so the state stays bounded.
+
+An episode whose candidate was published and which had no hit for `gap_ms` (wall clock) has
+ended: `ends_due` lists it for the `episodes.ended` topic (the "face gone" event), and
+`end_reported` marks it so; a later hit in the same episode makes it due again with its new
+counts. The caller that reports ends may run outside the hits' own processing (the Kafka mode's
+timer), so the mark goes through `write`, which names the key's partition itself.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from facestream.errors import InvalidMessage
-from facestream.messages import Candidate, Hit
+from facestream.messages import Candidate, EpisodeEnd, Hit, stable_id
 
 State = MutableMapping[str, Any]
 """episode key -> JSON-able dict; a faust Table with a json value serializer fits."""
+StateWrite = Callable[[str, dict[str, Any], int], None]
+"""Set (key, record) in the state as partition `partition`'s, from wherever it is called: a dict
+just sets it; a faust table outside its agent has no event to take the partition from."""
 
 MAX_EPISODES = 32
 """Episodes remembered per (identity, camera); beyond it the least recently seen is forgotten.
@@ -48,6 +57,15 @@ class Opening:
     it may be in `matches` already, so look before publishing it again."""
     opened_at_ms: int
     """Wall-clock time the episode was opened: its candidate, if published, is not older."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueEnd:
+    """An ended episode to report, and where its state lives."""
+
+    end: EpisodeEnd
+    key: str
+    partition: int
 
 
 def _episodes(record: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -72,11 +90,13 @@ class EpisodeTracker:
         gap_ms: int,
         clock: Callable[[], float] = time.time,
         max_episodes: int = MAX_EPISODES,
+        write: StateWrite | None = None,
     ) -> None:
         self._state = state
         self._gap_ms = gap_ms
         self._clock = clock
         self._max_episodes = max_episodes
+        self._write: StateWrite = write or (lambda key, record, _partition: state.__setitem__(key, record))
 
     def observe(self, hit: Hit) -> Candidate | None:
         """The candidate to publish for this hit, or None; for callers that publish it in the
@@ -120,6 +140,9 @@ class EpisodeTracker:
         candidate = Candidate.open_episode(hit)
         opened = {
             "candidate_id": candidate.candidate_id,
+            "episode_id": candidate.episode_id,
+            "authorisation_id": hit.authorisation_id,
+            "zone": hit.zone,
             "opened_by": hit.hit_id,
             "first_ms": at,
             "last_ms": at,
@@ -160,6 +183,47 @@ class EpisodeTracker:
             else:
                 del self._state[key]
         return forgotten
+
+    def ends_due(self, partitions: Collection[int] | None = None) -> list[DueEnd]:
+        """Episodes (of `partitions` only, when given) whose candidate was published, unseen for the
+        gap (wall clock) and not reported ended at their present count of hits."""
+        now_ms = int(self._clock() * 1000)
+        due = []
+        for key, record in list(self._state.items()):
+            partition = int((record or {}).get("partition", 0))
+            if record is None or (partitions is not None and partition not in partitions):
+                continue
+            identity, _, camera = key.partition("\x1f")
+            for e in _episodes(record):
+                quiet = now_ms - int(e.get("seen_at_ms", now_ms)) >= self._gap_ms
+                if not quiet or not e.get("emitted", True) or e.get("end_reported_hits") == e["hits"]:
+                    continue
+                end = EpisodeEnd(
+                    candidate_id=e["candidate_id"],
+                    # kept since 2026-12-07; before, derived as Candidate.open_episode derives it
+                    episode_id=e.get("episode_id") or stable_id("episode", identity, camera, e["opened_by"]),
+                    identity=identity,
+                    camera_id=camera,
+                    zone=e.get("zone"),
+                    authorisation_id=str(e.get("authorisation_id", "")),
+                    first_seen_ms=int(e["first_ms"]),
+                    last_seen_ms=int(e["last_ms"]),
+                    hits=int(e["hits"]),
+                    best_score=float(e["best_score"]),
+                    ended_at_ms=now_ms,
+                )
+                due.append(DueEnd(end, key, partition))
+        return due
+
+    def end_reported(self, due: DueEnd) -> None:
+        """`due.end` is in `episodes.ended`: the episode is not due again until it has more hits."""
+        episodes = _episodes(self._state.get(due.key))
+        marked = [
+            {**e, "end_reported_hits": due.end.hits} if e["candidate_id"] == due.end.candidate_id else e
+            for e in episodes
+        ]
+        if marked != episodes:
+            self._write(due.key, {"episodes": marked, "partition": due.partition}, due.partition)
 
     def _save(self, key: str, episodes: list[dict[str, Any]], partition: int) -> None:
         self._state[key] = {"episodes": episodes, "partition": partition}

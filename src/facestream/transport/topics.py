@@ -74,6 +74,7 @@ FACES = "faces"
 EMBEDDINGS = "embeddings"
 HITS = "hits"
 MATCHES = "matches"
+EPISODES_ENDED = "episodes.ended"
 REVIEWS = "reviews"
 ALERTS_CONFIRMED = "alerts.confirmed"
 AUDIT = "audit"
@@ -101,6 +102,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(EMBEDDINGS, 12, 10 * MINUTE_MS, 2 * MINUTE_MS, holds="vectors of everyone in view"),
     TopicSpec(HITS, 6, HOUR_MS, 10 * MINUTE_MS, holds="faces that matched a watchlist entry"),
     TopicSpec(MATCHES, 6, DAY_MS, HOUR_MS, holds="candidates awaiting review (the review window)"),
+    TopicSpec(
+        EPISODES_ENDED, 6, DAY_MS, HOUR_MS, holds="ends of candidates' episodes: times, hit counts (no image)"
+    ),
     TopicSpec(
         REVIEWS, 6, DAY_MS, HOUR_MS, holds="reviewer decisions (candidate id, reviewer, confirm/reject)"
     ),
