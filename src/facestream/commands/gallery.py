@@ -161,11 +161,10 @@ def serve_lite(args: argparse.Namespace) -> int:
 
 
 def _enrolling_rights(args: argparse.Namespace) -> tuple[Path, Actor, Authorisation]:
-    """The state directory, the officer, the authorisation (in force), and the photo key checked:
-    what an enrollment needs before any model, in that order (and a dry run alike)."""
+    """The state directory, the officer and the authorisation (in force): what an enrollment needs
+    before the photo key and any model, in that order (and a dry run alike)."""
     from facestream.accountability.authorisations import AuthorisationStore
-    from facestream.accountability.photos import check_photo_key
-    from facestream.accountability.roles import RoleStore, resolve_actor
+    from facestream.accountability.roles import resolve_actor
     from facestream.accountability.session import state_dir_from
 
     if not args.authorisation:
@@ -176,9 +175,6 @@ def _enrolling_rights(args: argparse.Namespace) -> tuple[Path, Actor, Authorisat
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "officer", args.actor)
     auth = AuthorisationStore(state_dir).usable(args.authorisation)
-    check_photo_key(
-        settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
-    )
     return state_dir, actor, auth
 
 
@@ -267,10 +263,15 @@ def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int
     """`enroll-bulk --dry-run`: each identity as enrolling would check it, with the detector only
     (no embedder, no gallery, no photo vault, no audit log opened); nothing is written, and the
     output is the real run's with `would_enroll` for `entries`. Exit 1 if any would be refused."""
+    from facestream.accountability.photos import check_photo_key
+    from facestream.accountability.roles import RoleStore
     from facestream.gallery.enroll import FaceChecker, read_photos
     from facestream.vision.factory import build_finder
 
-    _enrolling_rights(args)
+    state_dir, _, _ = _enrolling_rights(args)
+    check_photo_key(  # as load_photo_key would, without making a development key
+        settings_from(args, PhotoSettings), state_dir, single_operator=RoleStore(state_dir).single_operator()
+    )
     checker = FaceChecker(
         build_finder(settings_from(args, DetectorSettings), settings_from(args, ModelSettings)),
         settings_from(args, GallerySettings),
