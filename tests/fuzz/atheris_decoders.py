@@ -30,6 +30,7 @@ CODECS = [
     codec.EMBEDDINGS,
     codec.HITS,
     codec.MATCHES,
+    codec.EPISODES,
     REVIEWS,
     ALERTS,
 ]

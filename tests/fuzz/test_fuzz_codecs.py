@@ -30,6 +30,7 @@ CODECS: list[codec.Codec[Any]] = [
     codec.EMBEDDINGS,
     codec.HITS,
     codec.MATCHES,
+    codec.EPISODES,
     REVIEWS,
     ALERTS,
 ]
