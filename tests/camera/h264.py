@@ -6,6 +6,7 @@ fixes them; the picture is the test photos, slowly zooming and panning (facestre
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import imageio_ffmpeg
 import numpy as np
 
 from facestream.sample import framed
+
+log = logging.getLogger(__name__)
 
 
 def make_h264(
@@ -26,7 +29,29 @@ def make_h264(
     gop_s: float = 1.0,
     b_frames: int = 0,
 ) -> Path:
-    """A closed, fixed GOP of `gop_s` seconds (no scene-cut key frames), `b_frames` B-frames."""
+    """A closed, fixed GOP of `gop_s` seconds (no scene-cut key frames), `b_frames` B-frames.
+
+    FFmpeg is started again once if it dies while being fed: twice in full suite runs (2026-12-07)
+    the encoder exited mid-file with a broken pipe and nothing on stderr, cause not found, failing
+    a test before any facestream code ran. A second death is raised."""
+    try:
+        return _encode(photos, out, size=size, fps=fps, seconds=seconds, gop_s=gop_s, b_frames=b_frames)
+    except BrokenPipeError as exc:
+        log.warning("ffmpeg died encoding %s (%s); encoding it again", out.name, exc)
+        out.unlink(missing_ok=True)
+        return _encode(photos, out, size=size, fps=fps, seconds=seconds, gop_s=gop_s, b_frames=b_frames)
+
+
+def _encode(
+    photos: Sequence[Path],
+    out: Path,
+    *,
+    size: tuple[int, int],
+    fps: float,
+    seconds: float,
+    gop_s: float,
+    b_frames: int,
+) -> Path:
     width, height = size
     gop = max(1, round(gop_s * fps))
     images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photos]
