@@ -21,7 +21,7 @@ import math
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -337,19 +337,7 @@ def _candidate(record: Record) -> Candidate:
 
 
 def _episode_end_record(e: EpisodeEnd) -> Record:
-    return {
-        "candidate_id": e.candidate_id,
-        "episode_id": e.episode_id,
-        "identity": e.identity,
-        "camera_id": e.camera_id,
-        "zone": e.zone,
-        "authorisation_id": e.authorisation_id,
-        "first_seen_ms": e.first_seen_ms,
-        "last_seen_ms": e.last_seen_ms,
-        "hits": e.hits,
-        "best_score": e.best_score,
-        "ended_at_ms": e.ended_at_ms,
-    }
+    return asdict(e)  # flat, its fields named as the schema's
 
 
 def _episode_end(record: Record) -> EpisodeEnd:

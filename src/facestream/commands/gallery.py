@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,27 +234,13 @@ def enroll_folder(args: argparse.Namespace) -> int:
     people = identities_in(args.folder)
     if args.dry_run:
         return _check_folder(args, people)
-    refused = 0
     with _enrolling(args) as enrolling:
-        for n, person in enumerate(people, 1):
-            if person.why_not is None:
-                try:
-                    result, auth = enrolling.enroll(person.identity, list(person.photos))
-                except EnrollmentRefused as exc:
-                    person = person.refused(str(exc))
-                else:
-                    emit(_enrolled_json(result, auth))
-                    log.info(
-                        "enroll-bulk %d/%d %s: %d photo(s)",
-                        n,
-                        len(people),
-                        person.identity,
-                        len(result.photos),
-                    )
-                    continue
-            refused += 1
-            emit({"identity": person.identity, "refused": person.why_not})
-            log.warning("enroll-bulk %d/%d %s: refused: %s", n, len(people), person.identity, person.why_not)
+
+        def enroll(person: FolderIdentity) -> tuple[dict[str, Any], int]:
+            result, auth = enrolling.enroll(person.identity, list(person.photos))
+            return _enrolled_json(result, auth), len(result.photos)
+
+        refused = _each_identity(people, enroll, "enroll-bulk")
     emit({"summary": {"identities": len(people), "enrolled": len(people) - refused, "refused": refused}})
     return 1 if refused else 0
 
@@ -276,29 +262,42 @@ def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int
         build_finder(settings_from(args, DetectorSettings), settings_from(args, ModelSettings)),
         settings_from(args, GallerySettings),
     )
+
+    def check(person: FolderIdentity) -> tuple[dict[str, Any], int]:
+        faces = checker.faces(read_photos(list(person.photos)))
+        photos = [
+            {"photo": str(photo), "det_score": f.quality.det_score, "size_px": f.quality.size_px}
+            for photo, f in zip(person.photos, faces, strict=True)
+        ]
+        return {"identity": person.identity, "would_enroll": photos}, len(photos)
+
+    refused = _each_identity(people, check, "enroll-bulk --dry-run")
+    emit({"summary": {"identities": len(people), "would_enroll": len(people) - refused, "refused": refused,
+                      "dry_run": True}})  # fmt: skip
+    return 1 if refused else 0
+
+
+def _each_identity(
+    people: list[FolderIdentity], attempt: Callable[[FolderIdentity], tuple[dict[str, Any], int]], label: str
+) -> int:
+    """`attempt` each identity in turn (its JSON line and photo count, or EnrollmentRefused), one
+    refused not stopping the rest; emits a line per identity and logs progress. Returns how many
+    were refused."""
     refused = 0
     for n, person in enumerate(people, 1):
         if person.why_not is None:
             try:
-                faces = checker.faces(read_photos(list(person.photos)))
+                line, photos = attempt(person)
             except EnrollmentRefused as exc:
                 person = person.refused(str(exc))
             else:
-                photos = [
-                    {"photo": str(photo), "det_score": f.quality.det_score, "size_px": f.quality.size_px}
-                    for photo, f in zip(person.photos, faces, strict=True)
-                ]
-                emit({"identity": person.identity, "would_enroll": photos})
-                log.info("enroll-bulk --dry-run %d/%d %s: %d photo(s)", n, len(people), person.identity,
-                         len(photos))  # fmt: skip
+                emit(line)
+                log.info("%s %d/%d %s: %d photo(s)", label, n, len(people), person.identity, photos)
                 continue
         refused += 1
         emit({"identity": person.identity, "refused": person.why_not})
-        log.warning("enroll-bulk --dry-run %d/%d %s: would be refused: %s", n, len(people), person.identity,
-                    person.why_not)  # fmt: skip
-    emit({"summary": {"identities": len(people), "would_enroll": len(people) - refused, "refused": refused,
-                      "dry_run": True}})  # fmt: skip
-    return 1 if refused else 0
+        log.warning("%s %d/%d %s: refused: %s", label, n, len(people), person.identity, person.why_not)
+    return refused
 
 
 def list_entries(args: argparse.Namespace) -> int:

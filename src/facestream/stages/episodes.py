@@ -190,8 +190,10 @@ class EpisodeTracker:
         now_ms = int(self._clock() * 1000)
         due = []
         for key, record in list(self._state.items()):
-            partition = int((record or {}).get("partition", 0))
-            if record is None or (partitions is not None and partition not in partitions):
+            if record is None:
+                continue
+            partition = int(record.get("partition", 0))
+            if partitions is not None and partition not in partitions:
                 continue
             identity, _, camera = key.partition("\x1f")
             for e in _episodes(record):
