@@ -295,6 +295,40 @@ def test_an_erasure_the_audit_log_refused_is_recorded_once_it_accepts(tmp_path: 
     assert (record.actor, record.objects["entries"]) == ("officer-7", list(ERASED))
 
 
+def test_an_audit_log_that_took_one_record_of_an_erasure_and_refused_the_next_is_given_only_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two identities removed in one erasure; the audit log takes the first record, then goes down.
+    The sweep once it is back appends the second only: the log holds each removal once."""
+    directory = tmp_path / "gallery"
+    gallery_with_entries(directory)
+    audit = open_audit_log(directory, AuditSettings())
+    real_append = audit.append
+    taken: list[object] = []
+
+    def take_one_then_refuse(**kwargs: object) -> object:
+        if taken:
+            raise AuditError("the audit store is unavailable")
+        taken.append(real_append(**kwargs))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(audit, "append", take_one_then_refuse)
+    second = ErasureRecord("gallery.remove", ("e4",), AUTH, {"identity": "e-4", "entries": ["e4"]})
+    gallery = Gallery(GallerySettings(gallery=str(directory)), dim=8)
+    try:
+        with pytest.raises(AuditError):
+            RecordedErasures(directory, audit).erase(gallery, OFFICER, [removal(), second])
+        assert gallery.entries_with_ids([*ERASED, "e4"]) == []
+    finally:
+        gallery.close()
+    recorded, _ = sweep(directory)
+    assert recorded == 1
+    removals = [r for r in audit_records(directory) if r.action == "gallery.remove"]
+    assert [r.objects["identity"] for r in removals] == ["e-1", "e-4"]
+    assert [bool(r.objects.get("recorded_after_restart")) for r in removals] == [False, True]
+    assert list((directory / DIRECTORY).iterdir()) == []  # no file, and no temporary left behind
+
+
 def test_a_sweep_leaves_the_records_of_an_erasure_under_way_to_its_process(tmp_path: Path) -> None:
     """The file of an erasure whose process lives is locked: a sweep meanwhile (the matcher's, every
     purge interval) must neither record it a second time nor drop it."""

@@ -7,11 +7,16 @@ Milvus Lite the next open even finishes a removal the dead process had begun
 
 So the records are first kept in a file of their own under `erasures/` in the state directory,
 fsynced and locked (`flock`) for as long as the erasing process lives; then the entries are
-erased, the records appended to the audit log, and the file removed. The sweep that every
-command and the matcher run (accountability/purge.py) finishes the files nobody holds any more:
-records whose entries (or, for an authorisation's purge, photos) are gone are appended, with
-`recorded_after_restart` and, where only some went, `not_erased` / `photos_not_erased`; records
-none of whose entries and photos went are dropped (the erasure never began).
+erased, the records appended to the audit log, and the file removed. After each record but the
+last is appended the file is replaced by one holding only the records still to append, so an
+audit log that takes one record of an erasure and refuses the next leaves the sweep only the rest
+(a death between an append and the replacement still repeats that one record: at least once).
+
+The sweep that every command and the matcher run (accountability/purge.py) finishes the files
+nobody holds any more: records whose entries (or, for an authorisation's purge, photos) are gone
+are appended, with `recorded_after_restart` and, where only some went, `not_erased` /
+`photos_not_erased`; records none of whose entries and photos went are dropped (the erasure never
+began).
 
 A file holds what the audit record will say (entry ids, photo ids, which are digests, an identity's
 name), nothing of a face.
@@ -26,7 +31,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,17 +145,21 @@ class RecordedErasures:
         return len(entry_ids)
 
     def _recorded(self, actor: Actor, records: Sequence[ErasureRecord], erase: Callable[[], T]) -> T:
-        """Keep the records, erase, append them, forget them (see the module docstring)."""
-        with self._kept(_Pending(actor, now_ms(), tuple(records))) as path:
+        """Keep the records, erase, append them (the file keeping only those not yet appended),
+        forget them (see the module docstring)."""
+        pending = _Pending(actor, now_ms(), tuple(records))
+        with self._kept(pending) as kept:
             erased = erase()
-            for record in records:
+            for done, record in enumerate(records, start=1):
                 self.audit.append(
                     actor=actor,
                     action=record.action,
                     authorisation_id=record.authorisation_id,
                     objects=record.objects,
                 )
-            path.unlink()
+                if done < len(records):
+                    kept.write(replace(pending, records=tuple(records[done:])))
+            kept.remove()
         return erased
 
     def finish_pending(self, gallery: Gallery | None) -> int:
@@ -214,26 +223,55 @@ class RecordedErasures:
         return appended
 
     @contextlib.contextmanager
-    def _kept(self, pending: _Pending) -> Iterator[Path]:
-        """The records in a file of their own, fsynced, locked while the block runs. The file gets
-        its name only once whole (a sweep never reads half of one) and keeps its lock across the
-        rename."""
+    def _kept(self, pending: _Pending) -> Iterator[_PendingFile]:
+        """The records in a file of their own, locked while the block runs (see `_PendingFile`)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        tmp = self.directory / f".{name}.tmp"
-        path = self.directory / f"{name}.json"
+        kept = _PendingFile(self.directory / f"{uuid.uuid4().hex}.json")
+        try:
+            kept.write(pending)
+            yield kept
+        finally:
+            kept.close()
+
+
+class _PendingFile:
+    """An erasure's file of records, locked by this process for as long as it is open.
+
+    Each version is written whole to a temporary name, locked, fsynced and renamed over the file,
+    so a sweep never reads half of one; the previous version's lock is released only after the
+    rename, so no moment leaves the name unlocked (a sweep that opened the old version finds the
+    name naming another file and leaves it, `_held`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def write(self, pending: _Pending) -> None:
+        tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, json.dumps(pending.to_json(), sort_keys=True).encode())
             os.fsync(fd)
-            os.rename(tmp, path)
-            _fsync_directory(self.directory)
-            yield path
-        finally:
+            os.rename(tmp, self.path)
+            _fsync_directory(self.path.parent)
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()  # only if the rename was never reached
-            os.close(fd)  # releases the lock
+            os.close(fd)
+            raise
+        self.close()  # the previous version's lock, now that the name is the new one's
+        self._fd = fd
+
+    def remove(self) -> None:
+        """Every record is appended: the file goes (its lock with it, at `close`)."""
+        self.path.unlink()
+        _fsync_directory(self.path.parent)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @contextlib.contextmanager
