@@ -215,7 +215,8 @@ class Candidate(FaceMatch):
 class EpisodeEnd:
     """A candidate's episode went quiet: the payload of `episodes.ended` (the "face gone" event).
 
-    Reported once no hit of the episode arrived for the episode gap (wall clock). A later hit that
+    Reported once no hit of the episode arrived for the episode gap (the Kafka mode: wall clock; the
+    embedded mode: the camera's own clock, or its source's end). A later hit that
     still falls in the episode makes it report again, with the new counts: the last record of an
     `episode_id` is the final word. No face image: counts, times and ids only.
     """

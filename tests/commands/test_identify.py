@@ -201,6 +201,39 @@ def test_a_gap_shorter_than_the_episode_gap_keeps_one_candidate(
     assert [c["identity"] for c in candidates(result)] == ["obama"]
 
 
+def test_with_episode_ends_each_candidate_is_followed_by_its_end_when_the_face_has_gone(
+    comes_back_video: Path, walk_past_video: Path, gallery: str, models: Path
+) -> None:
+    """The embedded mode's "face gone" lines: an episode ends once a frame of its camera comes more
+    than the episode gap after its last hit (before the same person's next episode opens), or when
+    its file ends; each end names its candidate and says when the face was first and last seen.
+    Every sampled face is matched here (no tracks), so an episode's last hit is its face's last frame."""
+    result = facestream(
+        "identify", "--gallery", gallery, "--fps", "5", "--episode-gap-s", "1", "--episode-ends",
+        "--no-track-faces", str(comes_back_video), str(walk_past_video), model_dir=models,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    objects, _ = stdout_objects(result.stdout)
+    kinds = [
+        f"end {o['episode_ended']['identity']}" if "episode_ended" in o else o["identity"] for o in objects
+    ]
+    assert kinds == ["obama", "end obama", "obama", "end obama", "obama", "end obama", "alex_lacamoire",
+                     "end alex_lacamoire"]  # fmt: skip
+    for opened, ended in zip(objects[::2], (o["episode_ended"] for o in objects[1::2]), strict=True):
+        assert (ended["candidate_id"], ended["episode_id"]) == (opened["candidate_id"], opened["episode_id"])
+        assert (ended["camera_id"], ended["zone"]) == (opened["camera_id"], opened["zone"])
+        assert ended["first_seen_ms"] == opened["frame_ts_ms"]
+        assert ended["first_seen_offset_s"] == opened["media_offset_s"]
+        assert ended["best_score"] >= opened["score"]
+    first, back, walk_obama, _ = (o["episode_ended"] for o in objects[1::2])
+    # obama is in the first 1.5 s, gone for RETURN_GAP_S, back for 1.5 s, at 5 frames a second
+    assert first["last_seen_offset_s"] == pytest.approx(1.4, abs=0.25)
+    assert 5 <= first["hits"] <= 8
+    assert back["first_seen_offset_s"] == pytest.approx(1.5 + RETURN_GAP_S, abs=0.25)
+    assert back["last_seen_offset_s"] == pytest.approx(2 * 1.5 + RETURN_GAP_S - 0.2, abs=0.25)
+    assert walk_obama["last_seen_offset_s"] == pytest.approx(1.8, abs=0.25)  # then kit_harington, 2 s
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

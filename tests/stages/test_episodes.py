@@ -74,6 +74,33 @@ def test_an_end_is_marked_through_write_with_its_partition_and_an_old_record_sti
     assert writes == [(opening.episode_key, 4)]
 
 
+def test_by_a_cameras_own_clock_an_episode_ends_after_the_gap_without_a_hit_and_is_reported_once() -> None:
+    """The embedded mode's ends: a frame of the camera captured more than the gap after the
+    episode's last hit ends it (another camera's frames do not), the source's end ends every one,
+    and an end is reported once at its count of hits. The wall clock plays no part."""
+    clock = Clock(1_000.0)
+    tracker = EpisodeTracker({}, gap_ms=GAP_MS, clock=clock)
+    gate = tracker.observe(hit(T0))
+    tracker.observe(hit(T0 + 1_000))
+    square = tracker.observe(hit(T0, camera="square"))
+    tracker.track(hit(T0, camera="yard"))  # opened, never published: it has no end to report
+    assert gate is not None and square is not None
+    clock.now += 3_600  # an hour of wall clock: reading a file slowly ends nothing
+    assert tracker.ends_on_camera("gate", T0 + 1_000 + GAP_MS) == []  # exactly the gap: still on
+
+    (due,) = tracker.ends_on_camera("gate", T0 + 1_001 + GAP_MS)
+    assert (due.end.candidate_id, due.end.camera_id, due.end.hits) == (gate.candidate_id, "gate", 2)
+    assert (due.end.first_seen_ms, due.end.last_seen_ms) == (T0, T0 + 1_000)
+    assert due.end.ended_at_ms == int(clock.now * 1000)
+    tracker.end_reported(due)
+    assert tracker.ends_on_camera("gate", T0 + 60_000) == []  # once
+    assert tracker.ends_on_camera("gate", None) == []
+
+    (at_end,) = tracker.ends_on_camera("square", None)  # its source ended: no later frame needed
+    assert at_end.end.candidate_id == square.candidate_id
+    assert tracker.ends_on_camera("yard", None) == []
+
+
 def test_a_replay_opens_nothing_and_a_late_hit_of_no_remembered_episode_opens_its_own() -> None:
     """A file camera sampled again from its start replays the first episode after the second:
     its hits carry their original times, so they fall in the episodes they were part of. A hit

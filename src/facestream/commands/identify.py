@@ -14,10 +14,12 @@ exit status is then 1.
 What the user is told: progress bars on a terminal (commands/identify_progress.py), each
 candidate with its position in a video file (`media_offset_s`), and at the end a summary per
 SOURCE argument on stderr (commands/identify_summary.py), also on stdout as one last JSON object
-with `--summary`. The camera libraries' own log lines (OpenCV, its FFmpeg) are switched off: a
-source's failure reaches the user once, as identify's own line naming the source. `--annotate
-DIR` keeps a picture of each candidate's frame, every other face pixelated, and a page listing
-them (commands/annotate.py): what a person checks a candidate against.
+with `--summary`; with `--episode-ends`, a line when a candidate's episode ends (the face gone:
+first and last seen, hits, best score), as the Kafka mode's `episodes.ended`. The camera
+libraries' own log lines (OpenCV, its FFmpeg) are switched off: a source's failure reaches the
+user once, as identify's own line naming the source. `--annotate DIR` keeps a picture of each
+candidate's frame, every other face pixelated, and a page listing them (commands/annotate.py):
+what a person checks a candidate against.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,7 @@ from facestream.accountability.roles import add_actor_flag
 from facestream.accountability.settings import AccountabilitySettings
 from facestream.camera.spec import IMAGE_SUFFIXES, ZONE, CameraSpec
 from facestream.cliargs import Only, add_settings, describe, settings_from
-from facestream.commands.output import candidate_json, emit
+from facestream.commands.output import candidate_json, emit, episode_end_json
 from facestream.errors import ConfigError
 from facestream.settings import (
     DetectorSettings,
@@ -51,6 +53,8 @@ from facestream.settings import (
 )
 
 if TYPE_CHECKING:
+    from facestream.commands.identify_summary import RunTally
+    from facestream.messages import EpisodeEnd
     from facestream.runtime.embedded import SourceFailure
 
 log = logging.getLogger("facestream.identify")
@@ -99,6 +103,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help='end stdout with one JSON object {"summary": ...}: per source, frames, faces, faces '
         "rejected by each quality gate, candidates (the same summary is always written to stderr)",
+    )
+    p.add_argument(
+        "--episode-ends",
+        action="store_true",
+        help='also print {"episode_ended": ...} when a candidate\'s episode ends (no hit of it in '
+        "the episode gap by its camera's own clock, or its source ended): first and last seen, "
+        "hits, best score; the Kafka mode's episodes.ended",
     )
     p.add_argument(
         "--annotate",
@@ -247,6 +258,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                 failures=failures,
                 max_pixels=detector_s.max_frame_pixels,
                 stop=stop,
+                on_end=_end_printer(tally) if args.episode_ends else None,
             ):
                 audit.append(
                     actor=actor,
@@ -308,6 +320,23 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     if interrupted:
         return 130
     return 1 if failures else 0
+
+
+def _end_printer(tally: RunTally) -> Callable[[EpisodeEnd], None]:
+    """Prints an ended episode as its line, with where in its video it was seen (for a video)."""
+
+    def printed(end: EpisodeEnd) -> None:
+        emit(
+            {
+                "episode_ended": {
+                    **episode_end_json(end),
+                    "first_seen_offset_s": tally.media_offset_s(end.camera_id, end.first_seen_ms),
+                    "last_seen_offset_s": tally.media_offset_s(end.camera_id, end.last_seen_ms),
+                }
+            }
+        )
+
+    return printed
 
 
 def _telling() -> bool:

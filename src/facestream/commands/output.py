@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from facestream.messages import Candidate
+from facestream.messages import Candidate, EpisodeEnd
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -35,4 +35,22 @@ def candidate_json(c: Candidate) -> dict[str, Any]:
         "entry_id": c.entry_id,
         "authorisation_id": c.authorisation_id,
         "model_id": c.model_id,
+    }
+
+
+def episode_end_json(end: EpisodeEnd) -> dict[str, Any]:
+    return {
+        "candidate_id": end.candidate_id,
+        "episode_id": end.episode_id,
+        "identity": end.identity,
+        "camera_id": end.camera_id,
+        "zone": end.zone,
+        "authorisation_id": end.authorisation_id,
+        "first_seen": iso_ms(end.first_seen_ms),
+        "first_seen_ms": end.first_seen_ms,
+        "last_seen": iso_ms(end.last_seen_ms),
+        "last_seen_ms": end.last_seen_ms,
+        "hits": end.hits,
+        "best_score": round(end.best_score, 4),
+        "ended_at_ms": end.ended_at_ms,
     }

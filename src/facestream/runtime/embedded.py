@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from facestream.camera.sampler import FrameEncoder
 from facestream.camera.sources import MAX_FRAME_PIXELS, FrameSource, open_source
 from facestream.camera.spec import IMAGE_SUFFIXES, CameraSpec, camera_id_for
 from facestream.errors import CameraError
-from facestream.messages import Candidate, Frame
+from facestream.messages import Candidate, EpisodeEnd, Frame
 from facestream.runtime.runner import LoopPolicy, Route, StageRunner
 from facestream.stages.detect import DetectStage
 from facestream.stages.embed import EmbedStage
@@ -56,7 +56,8 @@ class EmbeddedPipeline:
         policy = LoopPolicy(
             batch_size=batch_size, batch_timeout_s=0.0, max_invalid_ratio=1.0, wait_for_gallery=False
         )
-        episodes = EpisodeStage(EpisodeTracker({}, gap_ms=episode_gap_ms))
+        self._episodes = EpisodeTracker({}, gap_ms=episode_gap_ms)
+        episodes = EpisodeStage(self._episodes)
         chain: list[tuple[Any, str, Any, str, Any]] = [
             (detect, topics.FRAMES, codec.FRAMES, topics.FACES, codec.FACES),
             (embed, topics.FACES, codec.FACES, topics.EMBEDDINGS, codec.EMBEDDINGS),
@@ -88,6 +89,16 @@ class EmbeddedPipeline:
         envelopes = self._matches.consume(10_000, 0)
         self._matches.commit({(e.topic, e.partition): e.offset + 1 for e in envelopes})
         return [codec.MATCHES.decode(e.value) for e in envelopes]
+
+    def ended(self, camera_id: str, through_ms: int | None) -> list[EpisodeEnd]:
+        """The episodes of `camera_id` that have ended by its frame captured at `through_ms` (None:
+        its source has ended), each reported once at its count of hits (the "face gone" event the
+        Kafka mode publishes to `episodes.ended`; here the camera's own clock decides, see
+        `EpisodeTracker.ends_on_camera`)."""
+        due = self._episodes.ends_on_camera(camera_id, through_ms)
+        for one in due:
+            self._episodes.end_reported(one)
+        return [one.end for one in due]
 
     def dead_letters(self) -> int:
         return sum(len(p.log) for stage in topics.STAGES for p in self.broker.partitions(topics.dlq(stage)))
@@ -125,9 +136,13 @@ def identify(
     failures: list[SourceFailure],
     max_pixels: int = MAX_FRAME_PIXELS,
     stop: threading.Event | None = None,
+    on_end: Callable[[EpisodeEnd], None] | None = None,
 ) -> Iterator[Candidate]:
     """Run every source to its end, or until `stop` is set (checked between frames), yielding
-    candidates as they open.
+    candidates as they open; `on_end` (if given) is told of each candidate's episode as it ends:
+    after a frame of its camera captured more than the episode gap after its last hit, or when
+    its source ends, fails or the run is stopped (then every open one), after the candidates of
+    the same frame.
 
     Live streams are opened first and read side by side, one frame each in turn. Files and
     stills are finite: they take one turn slot between them, each opened only when the one
@@ -148,44 +163,57 @@ def identify(
     live = [(spec, source) for spec, source in sources if source.live and opened(spec, source)]
     finite = deque((spec, source) for spec, source in sources if not source.live)
     current: tuple[CameraSpec, FrameSource] | None = None
+    turn = _Turn(pipeline, encoder, failures, on_end)
     try:
         while stop is None or not stop.is_set():
             while current is None and finite:
                 spec, source = finite.popleft()
                 current = (spec, source) if opened(spec, source) else None
-            if current is not None and not (yield from _turn(pipeline, encoder, failures, *current)):
+            if current is not None and not (yield from turn(*current)):
                 current = None
                 continue  # the next file takes the slot in this same round
             still_live = []
             for spec, source in live:
-                if (yield from _turn(pipeline, encoder, failures, spec, source)):
+                if (yield from turn(spec, source)):
                     still_live.append((spec, source))
             live = still_live
             if not live and current is None and not finite:
                 return
+        for spec, _ in [*live, *([current] if current is not None else [])]:
+            turn.report_ends(spec.camera_id, None)  # stopped: what was read is over
     finally:
         for _, source in [*live, *([current] if current is not None else [])]:
             source.close()
 
 
-def _turn(
-    pipeline: EmbeddedPipeline,
-    encoder: FrameEncoder,
-    failures: list[SourceFailure],
-    spec: CameraSpec,
-    source: FrameSource,
-) -> Generator[Candidate, None, bool]:
-    """One frame of one source through every stage; False (and the source closed) once it has ended."""
-    try:
-        captured = source.read()
-    except CameraError as exc:
-        failures.append(SourceFailure(spec.redacted_url, str(exc)))
-        source.close()
-        return False
-    if captured is None:
-        source.close()
-        return False
-    pipeline.feed(encoder.frame(spec, captured))
-    del captured  # the decoded image is not kept while the stages run
-    yield from pipeline.drain()
-    return True
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """One frame of one source through every stage, then the episodes that frame ended."""
+
+    pipeline: EmbeddedPipeline
+    encoder: FrameEncoder
+    failures: list[SourceFailure]
+    on_end: Callable[[EpisodeEnd], None] | None
+
+    def __call__(self, spec: CameraSpec, source: FrameSource) -> Generator[Candidate, None, bool]:
+        """Yields the frame's candidates; False (and the source closed) once the source has ended."""
+        try:
+            captured = source.read()
+        except CameraError as exc:
+            self.failures.append(SourceFailure(spec.redacted_url, str(exc)))
+            captured = None
+        if captured is None:
+            source.close()
+            self.report_ends(spec.camera_id, None)
+            return False
+        frame = self.encoder.frame(spec, captured)
+        del captured  # the decoded image is not kept while the stages run
+        self.pipeline.feed(frame)
+        yield from self.pipeline.drain()
+        self.report_ends(spec.camera_id, frame.ref.captured_at_ms)
+        return True
+
+    def report_ends(self, camera_id: str, through_ms: int | None) -> None:
+        if self.on_end is not None:
+            for end in self.pipeline.ended(camera_id, through_ms):
+                self.on_end(end)

@@ -23,13 +23,15 @@ An episode whose candidate was published and which had no hit for `gap_ms` (wall
 ended: `ends_due` lists it for the `episodes.ended` topic (the "face gone" event), and
 `end_reported` marks it so; a later hit in the same episode makes it due again with its new
 counts. The caller that reports ends may run outside the hits' own processing (the Kafka mode's
-timer), so the mark goes through `write`, which names the key's partition itself.
+timer), so the mark goes through `write`, which names the key's partition itself. The embedded
+mode reads files faster or slower than they were filmed, so there `ends_on_camera` decides by the
+camera's own clock instead: a frame captured more than `gap_ms` after the episode's last hit.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,34 +190,59 @@ class EpisodeTracker:
         """Episodes (of `partitions` only, when given) whose candidate was published, unseen for the
         gap (wall clock) and not reported ended at their present count of hits."""
         now_ms = int(self._clock() * 1000)
-        due = []
+        return [
+            due
+            for key, partition, e in self._published()
+            if (partitions is None or partition in partitions)
+            and now_ms - int(e.get("seen_at_ms", now_ms)) >= self._gap_ms
+            and (due := self._due_end(key, partition, e, now_ms)) is not None
+        ]
+
+    def ends_on_camera(self, camera_id: str, through_ms: int | None) -> list[DueEnd]:
+        """Episodes on `camera_id` whose candidate was published, not reported ended at their present
+        count of hits, and whose latest hit is more than the gap before `through_ms`, an event time
+        of that camera (None: the camera's source has ended, so every one of them has). For the
+        embedded mode: it reads a file faster or slower than it was filmed, so only the camera's
+        own clock says when a face has gone."""
+        now_ms = int(self._clock() * 1000)
+        return [
+            due
+            for key, partition, e in self._published()
+            if key.partition("\x1f")[2] == camera_id
+            and (through_ms is None or through_ms - int(e["last_ms"]) > self._gap_ms)
+            and (due := self._due_end(key, partition, e, now_ms)) is not None
+        ]
+
+    def _published(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """(key, partition, episode) of every episode whose candidate was published."""
         for key, record in list(self._state.items()):
             if record is None:
                 continue
-            partition = int(record.get("partition", 0))
-            if partitions is not None and partition not in partitions:
-                continue
-            identity, _, camera = key.partition("\x1f")
             for e in _episodes(record):
-                quiet = now_ms - int(e.get("seen_at_ms", now_ms)) >= self._gap_ms
-                if not quiet or not e.get("emitted", True) or e.get("end_reported_hits") == e["hits"]:
-                    continue
-                end = EpisodeEnd(
-                    candidate_id=e["candidate_id"],
-                    # kept since 2026-12-07; before, derived as Candidate.open_episode derives it
-                    episode_id=e.get("episode_id") or stable_id("episode", identity, camera, e["opened_by"]),
-                    identity=identity,
-                    camera_id=camera,
-                    zone=e.get("zone"),
-                    authorisation_id=str(e.get("authorisation_id", "")),
-                    first_seen_ms=int(e["first_ms"]),
-                    last_seen_ms=int(e["last_ms"]),
-                    hits=int(e["hits"]),
-                    best_score=float(e["best_score"]),
-                    ended_at_ms=now_ms,
-                )
-                due.append(DueEnd(end, key, partition))
-        return due
+                if e.get("emitted", True):
+                    yield key, int(record.get("partition", 0)), e
+
+    @staticmethod
+    def _due_end(key: str, partition: int, e: dict[str, Any], now_ms: int) -> DueEnd | None:
+        """The episode's end to report, or None where it was reported at its present count of hits."""
+        if e.get("end_reported_hits") == e["hits"]:
+            return None
+        identity, _, camera = key.partition("\x1f")
+        end = EpisodeEnd(
+            candidate_id=e["candidate_id"],
+            # kept since 2026-12-07; before, derived as Candidate.open_episode derives it
+            episode_id=e.get("episode_id") or stable_id("episode", identity, camera, e["opened_by"]),
+            identity=identity,
+            camera_id=camera,
+            zone=e.get("zone"),
+            authorisation_id=str(e.get("authorisation_id", "")),
+            first_seen_ms=int(e["first_ms"]),
+            last_seen_ms=int(e["last_ms"]),
+            hits=int(e["hits"]),
+            best_score=float(e["best_score"]),
+            ended_at_ms=now_ms,
+        )
+        return DueEnd(end, key, partition)
 
     def end_reported(self, due: DueEnd) -> None:
         """`due.end` is in `episodes.ended`: the episode is not due again until it has more hits."""
