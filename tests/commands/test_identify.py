@@ -181,6 +181,16 @@ def test_a_video_gives_one_candidate_per_person_per_episode(
     assert at["alex_lacamoire"] - at["obama"] == pytest.approx(4000, abs=500)
 
 
+def test_an_episode_gap_not_above_the_track_refresh_is_warned_of(
+    video_run: subprocess.CompletedProcess[str], stills_run: subprocess.CompletedProcess[str]
+) -> None:
+    """With tracks, a face in view is matched again only every --track-refresh-s (10 s): a gap of 1 s
+    would make each of those matches a new candidate. The default gap (30 s) is above it."""
+    warning = "--episode-gap-s 1 is not above --track-refresh-s 10"
+    assert sum(warning in line for line in video_run.stderr.splitlines()) == 1
+    assert "is not above --track-refresh-s" not in stills_run.stderr
+
+
 def test_a_gap_longer_than_the_episode_gap_gives_a_second_candidate(
     video_run: subprocess.CompletedProcess[str], comes_back_video: Path
 ) -> None:

@@ -193,6 +193,14 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         check_source(source)
     if "://" not in gallery_s.gallery and not (Path(gallery_s.gallery) / "milvus.db").exists():
         raise ConfigError(f"gallery {gallery_s.gallery}: not found; enroll someone first")
+    if detector_s.track_faces and matcher_s.episode_gap_s <= detector_s.track_refresh_s:
+        log.warning(
+            "--episode-gap-s %g is not above --track-refresh-s %g: a face that stays in view is matched "
+            "again only every %g s, so each of those matches opens a new candidate; set the gap above it",
+            matcher_s.episode_gap_s,
+            detector_s.track_refresh_s,
+            detector_s.track_refresh_s,
+        )
     state_dir = state_dir_from(args)
     actor = resolve_actor(state_dir, "officer", args.actor)
     specs = [CameraSpec(**{**spec.model_dump(), "zone": args.zone}) for spec in specs_for(args.sources)]
