@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from facestream.accountability.authorisations import AuthorisationStore
 from facestream.gallery.store import Gallery
 from facestream.settings import GallerySettings
 from tests.fixtures.accountability import audit_records, files_under, grant_authorisation, run_cli
@@ -87,6 +88,57 @@ def test_a_folder_is_enrolled_identity_by_identity_and_the_refused_are_reported(
         assert g.count() == 4  # the same entries: enrolling is idempotent
     finally:
         g.close()
+
+
+class RevokeAfterFirstEnrolled(logging.Handler):
+    """Revokes the authorisation (as another officer would, in the authorisation store) the moment
+    the run logs its first enrolled identity."""
+
+    def __init__(self, gallery: Path, auth: str) -> None:
+        super().__init__(logging.INFO)
+        self.store, self.auth, self.revoked_after = AuthorisationStore(gallery), auth, ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not self.revoked_after and message.startswith("enroll-bulk ") and "photo(s)" in message:
+            self.revoked_after = message
+            self.store.revoke(self.auth, by="officer-2")
+
+
+def test_an_authorisation_revoked_mid_run_stops_it_with_a_summary_of_what_was_done(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """The next identity is not enrolled under a revoked authorisation; the run stops there, and the
+    officer still gets the summary (what was enrolled, refused, not attempted, and why it stopped)
+    before the command's one error line."""
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    folder = people_folder(tmp_path / "people", faces_dir)
+    revoker = RevokeAfterFirstEnrolled(gallery, auth)
+    logger = logging.getLogger("facestream.commands.gallery")
+    level = logger.level
+    logger.addHandler(revoker)
+    logger.setLevel(logging.INFO)
+    try:
+        result = run_cli(
+            "gallery", "enroll-bulk", "--gallery", str(gallery), "--authorisation", auth, str(folder)
+        )  # fmt: skip
+    finally:
+        logger.removeHandler(revoker)
+        logger.setLevel(level)
+
+    # in name order: bad$name refused, biden enrolled (then the revocation), broken not attempted
+    assert revoker.revoked_after.startswith("enroll-bulk 2/6 biden")
+    assert result.status == 1
+    *per_identity, summary = result.json()
+    assert [line["identity"] for line in per_identity] == ["bad$name", "biden"]
+    stopped = summary["summary"]
+    assert {k: v for k, v in stopped.items() if k != "stopped"} == {
+        "identities": 6, "enrolled": 1, "refused": 1, "not_attempted": 4,
+    }  # fmt: skip
+    assert "revoked" in stopped["stopped"] and stopped["stopped"] in result.error
+    records = [r for r in audit_records(gallery) if r.action == "gallery.enroll"]
+    assert [r.objects["identity"] for r in records] == ["biden"]
 
 
 def test_a_dry_run_refuses_what_the_real_run_would_and_writes_nothing(

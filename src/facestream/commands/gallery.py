@@ -19,7 +19,7 @@ from facestream.accountability.audit_keys import AUDIT_SIGNING, AuditSettings
 from facestream.accountability.settings import AccountabilitySettings, PhotoSettings
 from facestream.cliargs import OneLineParser, add_settings, settings_from
 from facestream.commands.output import emit
-from facestream.errors import ConfigError, EnrollmentRefused
+from facestream.errors import ConfigError, EnrollmentRefused, FacestreamError
 from facestream.settings import DetectorSettings, EmbedderSettings, GallerySettings, ModelSettings
 
 if TYPE_CHECKING:
@@ -240,8 +240,7 @@ def enroll_folder(args: argparse.Namespace) -> int:
             result, auth = enrolling.enroll(person.identity, list(person.photos))
             return _enrolled_json(result, auth), len(result.photos)
 
-        refused = _each_identity(people, enroll, "enroll-bulk")
-    emit({"summary": {"identities": len(people), "enrolled": len(people) - refused, "refused": refused}})
+        refused = _each_identity(people, enroll, "enroll-bulk", done_as="enrolled")
     return 1 if refused else 0
 
 
@@ -271,32 +270,49 @@ def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int
         ]
         return {"identity": person.identity, "would_enroll": photos}, len(photos)
 
-    refused = _each_identity(people, check, "enroll-bulk --dry-run")
-    emit({"summary": {"identities": len(people), "would_enroll": len(people) - refused, "refused": refused,
-                      "dry_run": True}})  # fmt: skip
+    refused = _each_identity(people, check, "enroll-bulk --dry-run", done_as="would_enroll", dry_run=True)
     return 1 if refused else 0
 
 
 def _each_identity(
-    people: list[FolderIdentity], attempt: Callable[[FolderIdentity], tuple[dict[str, Any], int]], label: str
+    people: list[FolderIdentity],
+    attempt: Callable[[FolderIdentity], tuple[dict[str, Any], int]],
+    label: str,
+    *,
+    done_as: str,
+    dry_run: bool = False,
 ) -> int:
     """`attempt` each identity in turn (its JSON line and photo count, or EnrollmentRefused), one
-    refused not stopping the rest; emits a line per identity and logs progress. Returns how many
-    were refused."""
-    refused = 0
+    refused not stopping the rest; emits a line per identity, logs progress, and ends with the
+    summary (`done_as`: the count of those not refused). Returns how many were refused.
+
+    Anything else that fails (the authorisation revoked or expired mid-run, the audit log down) stops
+    the run: the summary still comes, with `stopped` (why) and `not_attempted`, and the error goes
+    on to the command's one line. What was enrolled stays; the same folder again goes on from there."""
+    refused = done = 0
+
+    def summary(**stop: object) -> None:
+        counts = {"identities": len(people), done_as: done, "refused": refused}
+        emit({"summary": {**counts, **stop, **({"dry_run": True} if dry_run else {})}})
+
     for n, person in enumerate(people, 1):
         if person.why_not is None:
             try:
                 line, photos = attempt(person)
             except EnrollmentRefused as exc:
                 person = person.refused(str(exc))
+            except FacestreamError as exc:
+                summary(stopped=str(exc), not_attempted=len(people) - n + 1)
+                raise
             else:
+                done += 1
                 emit(line)
                 log.info("%s %d/%d %s: %d photo(s)", label, n, len(people), person.identity, photos)
                 continue
         refused += 1
         emit({"identity": person.identity, "refused": person.why_not})
         log.warning("%s %d/%d %s: refused: %s", label, n, len(people), person.identity, person.why_not)
+    summary()
     return refused
 
 
