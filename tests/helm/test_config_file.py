@@ -466,6 +466,33 @@ def test_settings_the_chart_sets_are_refused_in_the_file(
 
 
 @pytest.mark.parametrize(
+    ("config", "is_refused"),
+    [
+        ({"matcher": {"episode_gap_s": DetectorSettings().track_refresh_s}}, True),  # the refresh's default
+        ({"matcher": {"episode_gap_s": DetectorSettings().track_refresh_s + 0.5}}, False),
+        ({"detector": {"track_refresh_s": MatcherSettings().episode_gap_s}}, True),  # the gap's default
+        ({"detector": {"track_refresh_s": MatcherSettings().episode_gap_s - 0.5}}, False),
+        ({"detector": {"track_refresh_s": 5}, "matcher": {"episode_gap_s": 4}}, True),
+        ({"detector": {"track_faces": False}, "matcher": {"episode_gap_s": 1}}, False),  # no tracks
+    ],
+    ids=["gap-at-default-refresh", "gap-above-it", "refresh-at-default-gap", "refresh-below-it", "both-set",
+         "untracked"],
+)  # fmt: skip
+def test_an_episode_gap_not_above_the_track_refresh_is_refused(
+    k8s_tools: K8sTools, tmp_path: Path, config: dict[str, Any], is_refused: bool
+) -> None:
+    """With tracks a face in view is matched only every track_refresh_s: a gap not above it would
+    make each match a new candidate. What the chart assumes for a setting left out is the code's
+    default (the first four cases fail if either drifts)."""
+    result = render_with(k8s_tools, tmp_path, {"config": config})
+    if is_refused:
+        refused(result, "config.matcher.episode_gap_s")
+        assert "must be above config.detector.track_refresh_s" in result.stderr
+    else:
+        ok(result)
+
+
+@pytest.mark.parametrize(
     ("values", "said"),
     [
         ({"config": {"runtime": {"log_level": "DEBUG"}}}, "set logLevel instead"),
