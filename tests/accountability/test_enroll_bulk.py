@@ -174,6 +174,110 @@ def test_a_dry_run_refuses_what_the_real_run_would_and_writes_nothing(
     assert files_under(tmp_path) == before
 
 
+def manifest_for(root: Path, faces_dir: Path) -> Path:
+    """Photos named by reference number in one folder, and a CSV saying whose each is: two people
+    who can be enrolled (one with rows apart, one listed twice, by a relative and an absolute path)
+    and three who cannot, each for its own reason; columns beyond identity and photo."""
+    enroll, photos = faces_dir / "enroll", root / "photos"
+    photos.mkdir(parents=True)
+    for number, name in [
+        ("1001", "obama_1"),
+        ("1002", "rose_leslie_1"),
+        ("1003", "obama_2"),
+        ("1004", "biden_1"),
+    ]:
+        shutil.copy(enroll / f"{name}.jpg", photos / f"{number}.jpg")
+    (photos / "1005.txt").write_text("not a photo")
+    manifest = root / "watchlist.csv"
+    manifest.write_text(
+        "\ufeffcase_ref,Identity,photo,notes\n"  # a spreadsheet's byte-order mark, a capitalised header
+        "A-1,obama,photos/1001.jpg,front\n"
+        "A-2,rose leslie,photos/1002.jpg,\n"
+        "\n"
+        "A-3,obama,photos/1003.jpg,\n"
+        f"A-4,rose leslie,{photos / '1002.jpg'},the same photo again\n"
+        "A-5,bad$name,photos/1004.jpg,\n"
+        "A-6,biden,photos/1006.jpg,not sent yet\n"
+        "A-7,alex_lacamoire,photos/1005.txt,\n",
+        encoding="utf-8",
+    )
+    return manifest
+
+
+def test_a_manifest_is_enrolled_as_a_folder_is(tmp_path: Path, faces_dir: Path) -> None:
+    gallery = tmp_path / "gallery"
+    auth = grant_authorisation(gallery)
+    manifest = manifest_for(tmp_path / "export", faces_dir)
+
+    dry = run_cli(
+        "gallery", "enroll-bulk", "--dry-run", "--gallery", str(gallery), "--authorisation", auth,
+        "--manifest", str(manifest),
+    )  # fmt: skip
+    result = run_cli(
+        "gallery", "enroll-bulk", "--gallery", str(gallery), "--authorisation", auth,
+        "--manifest", str(manifest),
+    )  # fmt: skip
+
+    assert (dry.status, result.status) == (1, 1), result.stderr
+    assert dry.json()[-1] == {"summary": {"identities": 5, "would_enroll": 2, "refused": 3, "dry_run": True}}
+    *per_identity, summary = result.json()
+    assert summary == {"summary": {"identities": 5, "enrolled": 2, "refused": 3}}
+    assert [line["identity"] for line in per_identity] == [
+        "obama", "rose leslie", "bad$name", "biden", "alex_lacamoire",
+    ]  # fmt: skip
+    photos = {
+        str(line["identity"]): [e["photo"] for e in line["entries"]]
+        for line in per_identity
+        if "entries" in line
+    }
+    export = tmp_path / "export" / "photos"
+    assert photos == {
+        "obama": [str(export / "1001.jpg"), str(export / "1003.jpg")],
+        "rose leslie": [str(export / "1002.jpg")],
+    }
+    refused = {str(line["identity"]): str(line["refused"]) for line in per_identity if "refused" in line}
+    assert "must be 1-128 letters" in refused["bad$name"]
+    assert refused["biden"] == f"photo {export / '1006.jpg'}: not found"
+    assert refused["alex_lacamoire"].startswith(f"photo {export / '1005.txt'}: not a photo")
+    records = [r for r in audit_records(gallery) if r.action == "gallery.enroll"]
+    assert sorted(str(r.objects["identity"]) for r in records) == ["obama", "rose leslie"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "identity;photo\nobama;a.jpg\n",
+            "watchlist.csv:1: the header must name the columns identity, photo",
+        ),
+        ("name,file\nobama,a.jpg\n", "(missing: identity, photo)"),
+        ("identity,photo\n\n", "watchlist.csv: no rows after the header"),
+        ("identity,photo\nobama,a.jpg\n,b.jpg\n", "watchlist.csv:3: no identity"),
+        ("identity,photo,notes\nobama\n", "watchlist.csv:2: no photo"),
+        (None, "watchlist.csv: no such file"),
+        (b"identity,photo\n\xff\xfe,a.jpg\n", "not UTF-8 text"),
+    ],
+    ids=["semicolons", "other-columns", "no-rows", "no-identity", "short-row", "missing", "not-utf8"],
+)
+def test_a_file_that_is_not_a_manifest_is_one_line_and_touches_nothing(
+    tmp_path: Path, text: str | bytes | None, says: str
+) -> None:
+    manifest = tmp_path / "watchlist.csv"
+    if isinstance(text, bytes):
+        manifest.write_bytes(text)
+    elif text is not None:
+        manifest.write_text(text)
+    gallery = tmp_path / "gallery"
+    result = run_cli(
+        "gallery", "enroll-bulk", "--gallery", str(gallery), "--authorisation", "auth_x",
+        "--manifest", str(manifest),
+    )  # fmt: skip
+    assert result.status == 2
+    assert says in result.error
+    assert result.stdout == ""
+    assert not gallery.exists()
+
+
 @pytest.mark.parametrize("what", ["missing", "a-file", "no-subfolders"])
 def test_a_folder_that_is_not_a_folder_of_identities_is_one_line_and_touches_nothing(
     tmp_path: Path, faces_dir: Path, what: str

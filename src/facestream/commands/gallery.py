@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from facestream.accountability.authorisations import Authorisation
     from facestream.accountability.enrolling import AuditedEnroller
     from facestream.gallery.enroll import Enrollment
-    from facestream.gallery.enroll_folder import FolderIdentity
+    from facestream.gallery.enroll_folder import BulkIdentity
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,24 @@ def register(sub: Any) -> None:
     enroll.set_defaults(handler=enroll_photos)
     bulk = gsub.add_parser(
         "enroll-bulk",
-        help="enroll every identity of a folder: one subfolder per person, named after them, holding "
-        "their photos (role officer)",
+        help="enroll every identity of a folder (one subfolder per person, named after them, holding "
+        "their photos) or of a CSV manifest (identity,photo rows) (role officer)",
         description="Enroll each subfolder of FOLDER as the identity it is named after, from the photos "
-        "in it (.jpg, .jpeg, .png, .bmp, .webp), under one authorisation in force, with the models "
-        "loaded once. An identity refused (a photo without one clear face, a bad name, no photos) "
-        "is reported and the rest go on; each enrolled one is audited before the next begins. "
-        "Stdout: one JSON object per identity, then a summary. Exit 1 if any was refused.",
+        "in it (.jpg, .jpeg, .png, .bmp, .webp), or each identity of a --manifest file, under one "
+        "authorisation in force, with the models loaded once. An identity refused (a photo without "
+        "one clear face, a bad name, no photos, a photo missing) is reported and the rest go on; "
+        "each enrolled one is audited before the next begins. Stdout: one JSON object per "
+        "identity, then a summary. Exit 1 if any was refused.",
     )
-    bulk.add_argument("folder", type=Path, metavar="FOLDER")
+    listed = bulk.add_mutually_exclusive_group(required=True)
+    listed.add_argument("folder", type=Path, nargs="?", metavar="FOLDER")
+    listed.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="a CSV file with a header naming the columns identity and photo, one row per photo "
+        "(paths relative to the file's folder), instead of FOLDER",
+    )
     bulk.add_argument(
         "--dry-run",
         action="store_true",
@@ -226,17 +235,19 @@ def enroll_photos(args: argparse.Namespace) -> int:
 
 
 def enroll_folder(args: argparse.Namespace) -> int:
-    """Every identity of the folder, one after the other: one refused does not stop the rest,
-    and each is in the gallery and the audit log before the next begins, so a run that stopped
-    can be run again (an identity's entries are the same each time). Exit 1 if any was refused."""
+    """Every identity of the folder (or the manifest), one after the other: one refused does not
+    stop the rest, and each is in the gallery and the audit log before the next begins, so a run
+    that stopped can be run again (an identity's entries are the same each time). Exit 1 if any was
+    refused."""
     from facestream.gallery.enroll_folder import identities_in
+    from facestream.gallery.enroll_manifest import identities_listed
 
-    people = identities_in(args.folder)
+    people = identities_listed(args.manifest) if args.manifest is not None else identities_in(args.folder)
     if args.dry_run:
         return _check_folder(args, people)
     with _enrolling(args) as enrolling:
 
-        def enroll(person: FolderIdentity) -> tuple[dict[str, Any], int]:
+        def enroll(person: BulkIdentity) -> tuple[dict[str, Any], int]:
             result, auth = enrolling.enroll(person.identity, list(person.photos))
             return _enrolled_json(result, auth), len(result.photos)
 
@@ -244,7 +255,7 @@ def enroll_folder(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int:
+def _check_folder(args: argparse.Namespace, people: list[BulkIdentity]) -> int:
     """`enroll-bulk --dry-run`: each identity as enrolling would check it, with the detector only
     (no embedder, no gallery, no photo vault, no audit log opened); nothing is written, and the
     output is the real run's with `would_enroll` for `entries`. Exit 1 if any would be refused."""
@@ -262,7 +273,7 @@ def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int
         settings_from(args, GallerySettings),
     )
 
-    def check(person: FolderIdentity) -> tuple[dict[str, Any], int]:
+    def check(person: BulkIdentity) -> tuple[dict[str, Any], int]:
         faces = checker.faces(read_photos(list(person.photos)))
         photos = [
             {"photo": str(photo), "det_score": f.quality.det_score, "size_px": f.quality.size_px}
@@ -275,8 +286,8 @@ def _check_folder(args: argparse.Namespace, people: list[FolderIdentity]) -> int
 
 
 def _each_identity(
-    people: list[FolderIdentity],
-    attempt: Callable[[FolderIdentity], tuple[dict[str, Any], int]],
+    people: list[BulkIdentity],
+    attempt: Callable[[BulkIdentity], tuple[dict[str, Any], int]],
     label: str,
     *,
     done_as: str,

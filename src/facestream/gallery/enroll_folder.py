@@ -23,22 +23,29 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True, slots=True)
-class FolderIdentity:
-    """One subfolder: the identity it names, its photos, and why it cannot be enrolled, if so."""
+class BulkIdentity:
+    """One identity to enroll in bulk (a subfolder, or a manifest's rows), its photos, and why it
+    cannot be enrolled, if so."""
 
-    folder: Path
+    identity: str
     photos: tuple[Path, ...]
     why_not: str | None = None
 
-    @property
-    def identity(self) -> str:
-        return self.folder.name
-
-    def refused(self, why: str) -> FolderIdentity:
+    def refused(self, why: str) -> BulkIdentity:
         return replace(self, why_not=why)
 
+    def checked(self) -> BulkIdentity:
+        """Refused here if its name is not an identity or it has no photos: before any model loads."""
+        try:
+            check_identity(self.identity)
+        except EnrollmentRefused as exc:
+            return self.refused(str(exc))
+        if not self.photos:
+            return self.refused(f"no photos ({', '.join(PHOTO_SUFFIXES)})")
+        return self
 
-def identities_in(folder: Path) -> list[FolderIdentity]:
+
+def identities_in(folder: Path) -> list[BulkIdentity]:
     """The identities of `folder`, by name; ConfigError (one line) when it is not a folder of
     folders."""
     if not folder.is_dir():
@@ -58,16 +65,10 @@ def identities_in(folder: Path) -> list[FolderIdentity]:
             len(loose),
             sorted(loose)[:5],
         )
-    people = []
-    for sub in subfolders:
-        photos = tuple(sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES))
-        person = FolderIdentity(sub, photos)
-        try:
-            check_identity(sub.name)
-        except EnrollmentRefused as exc:
-            person = person.refused(str(exc))
-        else:
-            if not photos:
-                person = person.refused(f"no photos ({', '.join(PHOTO_SUFFIXES)})")
-        people.append(person)
-    return people
+    return [
+        BulkIdentity(
+            sub.name,
+            tuple(sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)),
+        ).checked()
+        for sub in subfolders
+    ]
