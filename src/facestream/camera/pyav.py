@@ -11,6 +11,8 @@ decode. PyAV (FFmpeg's libraries) lets the sampler choose which packets reach th
   up to the last frame a sample takes from it (the first frame at or after each sample time, as
   `VideoFile` takes). The camera says so once in the log and in
   `facestream_camera_gop_over_interval`, with the GOP in `facestream_camera_gop_seconds`.
+  Within such a GOP, an H.264 frame no other frame refers to (B-frames without a pyramid, the top
+  layer of SVC-T cameras) is not decoded unless it is a sample itself (camera/h264_refs.py).
 
 The choice is made per GOP, so a camera whose GOP changes is handled as it goes. A GOP is
 buffered (packets only, undecoded) until the next key frame shows how long it is; one longer than
@@ -35,6 +37,7 @@ import av.video.frame
 import av.video.stream
 import numpy as np
 
+from facestream.camera.h264_refs import droppable_for
 from facestream.camera.live_schedule import LiveSchedule, gop_over
 from facestream.camera.read_pacing import DEFAULT_READ_BATCH_S, read_in_bursts
 from facestream.camera.sources import MAX_FRAME_PIXELS, Captured, Image, LiveStream, MediaFile
@@ -58,6 +61,9 @@ class DecodeStats:
     """Video packets demuxed (= frames in the stream so far)."""
     decoded: int = 0
     """Packets sent to the decoder: the decode work done."""
+    dropped: int = 0
+    """Packets of non-reference frames in a GOP decoded up to a sample, left undecoded (no sample,
+    and no other frame, needs them)."""
     gop_s: float | None = None
     """Seconds between the last two key frames seen."""
     gop_over_interval: bool = False
@@ -91,6 +97,17 @@ class DecodeStats:
 if TYPE_CHECKING:
     _Packet: TypeAlias = av.packet.Packet[av.video.stream.VideoStream]
     _Buffered: TypeAlias = tuple[float, _Packet]  # (media ms, packet)
+
+
+def dropped_before_decoding(
+    packet: _Packet, droppable: Callable[[bytes], bool] | None, stats: DecodeStats
+) -> bool:
+    """Whether `packet` (not a sample) holds a frame no other refers to, and is so left undecoded
+    (counted in `stats.dropped`)."""
+    if droppable is None or not droppable(bytes(packet)):
+        return False
+    stats.dropped += 1
+    return True
 
 
 def checked(
@@ -203,6 +220,7 @@ class PyAvVideoFile(MediaFile):
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1  # one thread per camera already: more would only contend
+        self._droppable = droppable_for(context.name, context.extradata)
         self._base = stream.time_base or Fraction(1, 90_000)
         self._start: int | None = stream.start_time
         self._offset_ms = offset_ms
@@ -303,7 +321,9 @@ class PyAvVideoFile(MediaFile):
                 if frame.pts is not None and (ms := self._ms(frame.pts)) in picks:
                     got[ms] = frame
 
-        for _, packet in packets:
+        for ms, packet in packets:
+            if not keyframes_only and ms not in picks and self._dropped(packet):
+                continue
             self.stats.decoded += 1
             keep(packet)
             if len(got) == len(picks):
@@ -312,6 +332,9 @@ class PyAvVideoFile(MediaFile):
             keep(None)
         context.flush_buffers()
         return sorted(got.items(), key=lambda item: item[0])
+
+    def _dropped(self, packet: _Packet) -> bool:
+        return dropped_before_decoding(packet, self._droppable, self.stats)
 
     def _decode_streaming(
         self, context: av.VideoCodecContext, packet: _Packet
@@ -412,6 +435,7 @@ class PyAvLiveStream(LiveStream):
         stream = container.streams.video[0]
         context = stream.codec_context
         context.thread_count = 1
+        droppable = droppable_for(context.name, context.extradata)
         schedule = LiveSchedule(1.0 / self.fps)
         chain: list[_Packet] = []
         wanted: _Wanted | None = None  # a sample the decoder has not let out yet (B-frames)
@@ -449,11 +473,11 @@ class PyAvLiveStream(LiveStream):
                     wanted = _Wanted(packet.pts)
                 elif wanted is None:
                     if len(chain) > MAX_GOP_PACKETS:  # a GOP too long to hold: decode it as it comes
-                        self._decode_chain(context, chain)
+                        self._decode_chain(context, chain, droppable, None)
                         chain, mid_gop = [], True
                     continue
                 mid_gop = mid_gop or len(chain) > 1 or not chain[0].is_keyframe
-                frame = wanted.found_in(self._decode_chain(context, chain))
+                frame = wanted.found_in(self._decode_chain(context, chain, droppable, wanted))
                 chain = []
                 if frame is None:
                     continue  # still in the decoder: the next packets let it out
@@ -470,12 +494,21 @@ class PyAvLiveStream(LiveStream):
             container.close()
 
     def _decode_chain(
-        self, context: av.VideoCodecContext, chain: list[_Packet]
+        self,
+        context: av.VideoCodecContext,
+        chain: list[_Packet],
+        droppable: Callable[[bytes], bool] | None,
+        wanted: _Wanted | None,
     ) -> list[av.video.frame.VideoFrame]:
-        """Every frame the decoder lets out for `chain`; a packet that does not decode is counted
-        and skipped, as OpenCV's FFmpeg backend does, rather than failing the camera."""
+        """Every frame the decoder lets out for `chain`, leaving undecoded the non-reference frames
+        other than `wanted`'s (all of them kept when the stream has no timestamps to tell which is
+        wanted); a packet that does not decode is counted and skipped, as OpenCV's FFmpeg backend
+        does, rather than failing the camera."""
         frames: list[av.video.frame.VideoFrame] = []
         for packet in chain:
+            not_wanted = wanted is None or (wanted.pts is not None and packet.pts != wanted.pts)
+            if not_wanted and dropped_before_decoding(packet, droppable, self.stats):
+                continue
             self.stats.decoded += 1
             try:
                 frames.extend(context.decode(packet))
