@@ -39,6 +39,7 @@ class H264Media:
     profile: str
     preset: str
     crf: int
+    b_frames: int = 0
 
     @property
     def kbps(self) -> float:
@@ -70,11 +71,13 @@ def make_h264_video(
     preset: str = "veryfast",
     profile: str = "main",
     noise: int = 6,
+    b_frames: int = 0,
 ) -> H264Media:
     """Encode `seconds` of the photos (each an equal share, zooming and panning) as H.264 MP4.
 
-    A closed, fixed GOP of `gop_s` seconds (no scene-cut key frames), no B-frames (as most IP
-    cameras send), yuv420p. `noise` is the amplitude of the added noise in grey levels (0: none).
+    A closed, fixed GOP of `gop_s` seconds (no scene-cut key frames), yuv420p, no B-frames (as most
+    IP cameras send) unless `b_frames`: then up to that many between references, none of them a
+    reference itself (no pyramid). `noise` is the amplitude of the added noise in grey levels (0: none).
     """
     width, height = size
     gop = max(1, round(gop_s * fps))
@@ -101,7 +104,8 @@ def make_h264_video(
         ffmpeg_log_level="error",
         output_params=[
             "-preset", preset, "-profile:v", profile, "-crf", str(crf),
-            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", str(b_frames),
+            "-b-pyramid", "none",
             "-movflags", "+faststart",
         ],
     )  # fmt: skip
@@ -117,7 +121,8 @@ def make_h264_video(
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
-    return H264Media(out, width, height, fps, gop, total / fps, out.stat().st_size, profile, preset, crf)
+    size = out.stat().st_size
+    return H264Media(out, width, height, fps, gop, total / fps, size, profile, preset, crf, b_frames)
 
 
 def probe_codec(path: Path) -> str:
