@@ -107,9 +107,15 @@ def test_the_gop_and_decode_work_are_in_the_sampler_metrics(gop1: Path, gop4: Pa
         assert value("facestream_camera_gop_over_interval", "cam-gop4") == 1
         assert value("facestream_camera_gop_seconds", "cam-gop4") == 4.0
         assert value("facestream_camera_frames_decoded_total", "cam-gop1") == 8
+        # the 4 s GOP with B-frames: each GOP read up to its 3 s sample, its non-reference frames dropped
+        decoded = value("facestream_camera_frames_decoded_total", "cam-gop4")
+        dropped = value("facestream_camera_frames_dropped_total", "cam-gop4")
+        assert decoded is not None and dropped is not None and 152 <= decoded + dropped < 200 and dropped > 0
+        assert value("facestream_camera_frames_dropped_total", "cam-gop1") == 0
     finally:
         fleet.stop_all()
     assert value("facestream_camera_gop_over_interval", "cam-gop4") is None  # gone with the camera
+    assert value("facestream_camera_frames_dropped_total", "cam-gop4") is None
 
 
 @pytest.mark.parametrize("cut", [0, 3, -2])

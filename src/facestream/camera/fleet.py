@@ -128,6 +128,7 @@ class CameraFleet:
             metrics.CAMERA_GOP_SECONDS,
             metrics.CAMERA_GOP_OVER_INTERVAL,
             metrics.CAMERA_FRAMES_DECODED,
+            metrics.CAMERA_FRAMES_DROPPED,
         ):
             with contextlib.suppress(KeyError):  # decoding series exist for PyAV cameras only
                 series.remove(camera_id)

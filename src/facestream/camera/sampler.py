@@ -156,7 +156,7 @@ class CameraWorker:
         self.last_captured_at_ms = resume_after_ms
         self._resume_lookup = resume_lookup if resume_after_ms is None else None
         self.finished = threading.Event()
-        self._decoded_counted = 0
+        self._decoded_counted = self._dropped_counted = 0
         self._thread = threading.Thread(target=self.run, name=f"camera-{spec.camera_id}", daemon=True)
 
     def start(self) -> None:
@@ -257,7 +257,8 @@ class CameraWorker:
             return
         camera = self.spec.camera_id
         metrics.CAMERA_FRAMES_DECODED.labels(camera).inc(max(0, stats.decoded - self._decoded_counted))
-        self._decoded_counted = stats.decoded
+        metrics.CAMERA_FRAMES_DROPPED.labels(camera).inc(max(0, stats.dropped - self._dropped_counted))
+        self._decoded_counted, self._dropped_counted = stats.decoded, stats.dropped
         if stats.gop_s is not None:
             metrics.CAMERA_GOP_SECONDS.labels(camera).set(stats.gop_s)
             metrics.CAMERA_GOP_OVER_INTERVAL.labels(camera).set(1 if stats.gop_over_interval else 0)

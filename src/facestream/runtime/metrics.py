@@ -211,3 +211,9 @@ CAMERA_FRAMES_DECODED = Counter(
     "Frames the camera's decoder decoded (about one per sample when only key frames are decoded)",
     ["camera"],
 )
+CAMERA_FRAMES_DROPPED = Counter(
+    "facestream_camera_frames_dropped_total",
+    "Frames left undecoded in a GOP decoded up to a sample: H.264 frames no other frame refers to "
+    "(B-frames, an SVC-T camera's top layer) that are not samples themselves",
+    ["camera"],
+)
