@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import av
 from scalelab.media import ffmpeg_exe, make_h264_video
 
+from facestream.camera.pyav import DecodeStats
 from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder
 from facestream.camera.sources import open_source
 from facestream.camera.spec import CameraSpec
@@ -51,8 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("probe/obama.jpg", "scenes/two_people.jpg", "scenes/obama_and_biden.jpg")
 
 
-def cpu_per_camera_s(path: Path, seconds: float, fps: float, decoder: str) -> tuple[float, int, int | None]:
-    """(CPU s per camera-second, frames published, frames decoded where counted) of one run."""
+def sample_file(path: Path, fps: float, decoder: str) -> tuple[float, list[Frame], DecodeStats | None]:
+    """(CPU s, the frames published, the decoder's counts where it keeps them) of the sampler's real
+    code over the whole file: a CameraWorker with the FrameEncoder, publishing into a list."""
     settings = SamplerSettings()
     spec = CameraSpec(camera_id=f"bench-{decoder}", url=str(path), fps=fps, decoder=decoder)
     source = open_source(spec, default_fps=fps)
@@ -65,8 +67,12 @@ def cpu_per_camera_s(path: Path, seconds: float, fps: float, decoder: str) -> tu
     if not worker.finished.wait(600):
         worker.stop()
         raise RuntimeError(f"{decoder}: did not finish in 600 s")
-    used = time.process_time() - cpu
-    stats = source.decode_stats
+    return time.process_time() - cpu, frames, source.decode_stats
+
+
+def cpu_per_camera_s(path: Path, seconds: float, fps: float, decoder: str) -> tuple[float, int, int | None]:
+    """(CPU s per camera-second, frames published, frames decoded where counted) of one run."""
+    used, frames, stats = sample_file(path, fps, decoder)
     return used / seconds, len(frames), None if stats is None else stats.decoded
 
 

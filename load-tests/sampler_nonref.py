@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,17 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sampler_decode import PHOTOS, REPO, sample_file
 from scalelab.media import make_h264_video
 
 import facestream.camera.pyav as pyav_source
-from facestream.camera.sampler import Backoff, CameraWorker, FrameEncoder
-from facestream.camera.sources import open_source
-from facestream.camera.spec import CameraSpec
-from facestream.messages import Frame
-from facestream.settings import SamplerSettings
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTOS = ("probe/obama.jpg", "scenes/two_people.jpg", "scenes/obama_and_biden.jpg")
 MODES = ("dropping", "keeping")
 
 
@@ -56,20 +49,7 @@ def mode(name: str) -> Iterator[None]:
 
 
 def one_run(path: Path, seconds: float, fps: float) -> dict[str, Any]:
-    settings = SamplerSettings()
-    spec = CameraSpec(camera_id="bench-nonref", url=str(path), fps=fps, decoder="pyav")
-    source = open_source(spec, default_fps=fps)
-    frames: list[Frame] = []
-    worker = CameraWorker(
-        spec, source, FrameEncoder(settings.jpeg_quality, settings.max_frame_width), frames.append, Backoff()
-    )
-    cpu = time.process_time()
-    worker.start()
-    if not worker.finished.wait(600):
-        worker.stop()
-        raise RuntimeError("the sampler did not finish in 600 s")
-    used = time.process_time() - cpu
-    stats = source.decode_stats
+    used, frames, stats = sample_file(path, fps, "pyav")
     assert stats is not None
     return {
         "cpu_s_per_camera_s": used / seconds,
