@@ -207,16 +207,16 @@ class EpisodeTracker:
         now_ms = int(self._clock() * 1000)
         return [
             due
-            for key, partition, e in self._published()
-            if key.partition("\x1f")[2] == camera_id
-            and (through_ms is None or through_ms - int(e["last_ms"]) > self._gap_ms)
+            for key, partition, e in self._published(camera_id)
+            if (through_ms is None or through_ms - int(e["last_ms"]) > self._gap_ms)
             and (due := self._due_end(key, partition, e, now_ms)) is not None
         ]
 
-    def _published(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        """(key, partition, episode) of every episode whose candidate was published."""
+    def _published(self, camera_id: str | None = None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """(key, partition, episode) of every episode whose candidate was published (on `camera_id`
+        only, when given)."""
         for key, record in list(self._state.items()):
-            if record is None:
+            if record is None or (camera_id is not None and key.partition("\x1f")[2] != camera_id):
                 continue
             for e in _episodes(record):
                 if e.get("emitted", True):
