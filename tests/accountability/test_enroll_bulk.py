@@ -256,8 +256,18 @@ def test_a_manifest_is_enrolled_as_a_folder_is(tmp_path: Path, faces_dir: Path) 
         ("identity,photo,notes\nobama\n", "watchlist.csv:2: no photo"),
         (None, "watchlist.csv: no such file"),
         (b"identity,photo\n\xff\xfe,a.jpg\n", "not UTF-8 text"),
+        ("under-a-file", "watchlist.csv: cannot be read (Not a directory)"),
     ],
-    ids=["semicolons", "other-columns", "no-rows", "no-identity", "short-row", "missing", "not-utf8"],
+    ids=[
+        "semicolons",
+        "other-columns",
+        "no-rows",
+        "no-identity",
+        "short-row",
+        "missing",
+        "not-utf8",
+        "under-a-file",
+    ],
 )
 def test_a_file_that_is_not_a_manifest_is_one_line_and_touches_nothing(
     tmp_path: Path, text: str | bytes | None, says: str
@@ -265,6 +275,9 @@ def test_a_file_that_is_not_a_manifest_is_one_line_and_touches_nothing(
     manifest = tmp_path / "watchlist.csv"
     if isinstance(text, bytes):
         manifest.write_bytes(text)
+    elif text == "under-a-file":  # a path no one can read, even root: a file where its folder should be
+        (tmp_path / "notes.txt").write_text("")
+        manifest = tmp_path / "notes.txt" / "watchlist.csv"
     elif text is not None:
         manifest.write_text(text)
     gallery = tmp_path / "gallery"

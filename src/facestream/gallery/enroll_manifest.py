@@ -40,6 +40,8 @@ def identities_listed(manifest: Path) -> list[BulkIdentity]:
         raise ConfigError(f"{manifest} is a folder: give it as FOLDER, not --manifest") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{manifest}: not UTF-8 text (expected a CSV file)") from None
+    except OSError as exc:  # unreadable: permissions, a broken device
+        raise ConfigError(f"{manifest}: cannot be read ({exc.strerror or exc})") from None
     rows = csv.reader(text.splitlines())
     header = [name.strip().lower() for name in next(rows, [])]
     missing = [c for c in COLUMNS if c not in header]
